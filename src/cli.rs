@@ -1,0 +1,353 @@
+//! The command line: thin commands over the library stages. Exit codes: 0 done;
+//! 1 done but `--strict` found problems; 2 error (nothing written).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::fixture;
+use crate::inventory::{Inventory, Status};
+use crate::scan::{self, Input, ScanOptions, ScanStats, layer::Limits};
+
+#[derive(Parser)]
+#[command(
+    name = "unsprawl",
+    version,
+    about = "From hundreds of per-flow Prefect images to a few shared runtime images"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Learn what images contain and write the inventory document.
+    Scan {
+        #[command(subcommand)]
+        source: ScanSource,
+    },
+    /// Run the whole pipeline (as far as it exists) on the bundled fixture images.
+    Demo {
+        /// Where the demo writes its images and inventory.
+        #[arg(short, long, default_value = "unsprawl-demo")]
+        output: PathBuf,
+    },
+    /// Build fixture images from specs (for tests and benchmarks).
+    #[command(hide = true)]
+    Fixtures(FixtureArgs),
+}
+
+#[derive(Subcommand)]
+enum ScanSource {
+    /// OCI image layout directories (`oci-layout`, `index.json`, `blobs/`).
+    OciDir {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        opts: ScanArgs,
+    },
+    /// `docker save` tarballs (classic, Docker 25+ OCI, containerd; optionally gzip/zstd).
+    Archive {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[command(flatten)]
+        opts: ScanArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ScanArgs {
+    /// Inventory file to write (`-` for standard output).
+    #[arg(short, long, default_value = "inventory.json")]
+    output: PathBuf,
+    /// Layer cache directory (default: the user's cache dir + /unsprawl).
+    #[arg(long, env = "UNSPRAWL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Read every layer again instead of using the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Layers analysed at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Leave `scanned_at` empty, for byte-identical output.
+    #[arg(long)]
+    no_timestamp: bool,
+    /// Exit 1 when any image could not be fully analysed.
+    #[arg(long)]
+    strict: bool,
+    /// Largest metadata file read into memory, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_file_bytes)]
+    max_file_bytes: u64,
+    /// A layer may expand to at most this many times its stored size…
+    #[arg(long, default_value_t = Limits::default().max_expansion_ratio)]
+    max_expansion_ratio: u64,
+    /// …or this many bytes, whichever is larger.
+    #[arg(long, default_value_t = Limits::default().ratio_floor_bytes)]
+    expansion_floor_bytes: u64,
+    /// Never past this many uncompressed bytes per layer.
+    #[arg(long, default_value_t = Limits::default().max_layer_bytes)]
+    max_layer_bytes: u64,
+}
+
+#[derive(Args)]
+struct FixtureArgs {
+    /// Spec directories (later ones may refer to earlier ones with `from`).
+    #[arg(long = "specs", required = true)]
+    specs: Vec<PathBuf>,
+    /// The `fixtures/` directory that `copy = "…"` paths are relative to.
+    #[arg(long)]
+    files: PathBuf,
+    /// Write an OCI image layout here.
+    #[arg(long)]
+    oci: Option<PathBuf>,
+    /// Write a docker-save archive here.
+    #[arg(long)]
+    archive: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "classic")]
+    shape: Shape,
+    /// Build only these specs (default: every spec with tags).
+    names: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shape {
+    Classic,
+    Oci,
+    Containerd,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Scan { source } => {
+            let (inputs, args) = match source {
+                ScanSource::OciDir { paths, opts } => (
+                    paths.into_iter().map(Input::OciDir).collect::<Vec<_>>(),
+                    opts,
+                ),
+                ScanSource::Archive { files, opts } => {
+                    (files.into_iter().map(Input::Archive).collect(), opts)
+                }
+            };
+            run_scan(&inputs, &args)
+        }
+        Command::Demo { output } => demo(&output),
+        Command::Fixtures(a) => build_fixtures(&a),
+    }
+}
+
+fn scan_options(a: &ScanArgs) -> ScanOptions {
+    ScanOptions {
+        limits: Limits {
+            max_file_bytes: a.max_file_bytes,
+            max_database_bytes: Limits::default().max_database_bytes.max(a.max_file_bytes),
+            max_expansion_ratio: a.max_expansion_ratio,
+            ratio_floor_bytes: a.expansion_floor_bytes,
+            max_layer_bytes: a.max_layer_bytes,
+        },
+        cache_root: if a.no_cache {
+            None
+        } else {
+            Some(
+                a.cache_dir
+                    .clone()
+                    .unwrap_or_else(scan::cache::LayerCache::default_root),
+            )
+        },
+        jobs: a.jobs,
+        temp_dir: std::env::temp_dir(),
+    }
+}
+
+fn run_scan(inputs: &[Input], a: &ScanArgs) -> Result<ExitCode> {
+    let (mut inv, stats) = scan::scan(inputs, &scan_options(a));
+    if a.no_timestamp {
+        inv.scanned_at = None;
+    }
+    write_json(&a.output, &inv)?;
+    print_summary(&inv, &stats, &a.output);
+    let clean = inv.errors.is_empty() && inv.images.iter().all(|i| i.status == Status::Ok);
+    Ok(if a.strict && !clean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Write a document atomically (temp file + rename), or to stdout for `-`.
+fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
+    let mut text = serde_json::to_string_pretty(doc)?;
+    text.push('\n');
+    if path == Path::new("-") {
+        std::io::stdout().write_all(text.as_bytes())?;
+        return Ok(());
+    }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write in {}", dir.display()))?;
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A short human summary on stderr; the document itself is the real output.
+fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(
+        e,
+        "{} images, {} distinct layers ({} read, {} from cache) → {}",
+        stats.images,
+        stats.unique_layers,
+        stats.layers_read,
+        stats.layers_from_cache,
+        out.display()
+    );
+    for img in &inv.images {
+        let name = img
+            .references
+            .first()
+            .cloned()
+            .unwrap_or_else(|| img.id.chars().take(19).collect());
+        let status = match img.status {
+            Status::Ok => "ok",
+            Status::Partial => "partial",
+            Status::Failed => "FAILED",
+        };
+        let detail = match &img.contents {
+            Some(c) => {
+                let os =
+                    c.os.as_ref()
+                        .and_then(|o| o.pretty_name.clone())
+                        .unwrap_or_else(|| "unknown OS".into());
+                let py: Vec<String> = c
+                    .python
+                    .interpreters
+                    .iter()
+                    .map(|i| i.version.clone().unwrap_or(i.minor.clone()))
+                    .collect();
+                format!(
+                    "{os}; python {}; {} distributions; prefect {}; {} flows",
+                    if py.is_empty() {
+                        "-".into()
+                    } else {
+                        py.join(",")
+                    },
+                    c.python.distributions.len(),
+                    if c.prefect.versions.is_empty() {
+                        "-".into()
+                    } else {
+                        c.prefect.versions.join(",")
+                    },
+                    c.prefect.flows.len() + c.prefect.flow_sources.len(),
+                )
+            }
+            None => String::new(),
+        };
+        let _ = writeln!(e, "  {status:<7} {name}  {detail}");
+        for p in &img.errors {
+            let _ = writeln!(
+                e,
+                "          {}{}{}",
+                p.layer
+                    .as_deref()
+                    .map(|l| format!("layer {}: ", &l[..l.len().min(19)]))
+                    .unwrap_or_default(),
+                p.path
+                    .as_deref()
+                    .map(|p| format!("{p}: "))
+                    .unwrap_or_default(),
+                p.message
+            );
+        }
+    }
+    for p in &inv.errors {
+        let _ = writeln!(
+            e,
+            "  error   {}: {}",
+            p.path.as_deref().unwrap_or("-"),
+            p.message
+        );
+    }
+}
+
+fn demo(out: &Path) -> Result<ExitCode> {
+    let specs = fixture::bundled_specs()?;
+    let files = fixture::BundledFiles;
+    let corpus = fixture::Corpus::new(specs, &files);
+    let images = corpus.build_all()?;
+    let layout = out.join("images/oci");
+    let archive = out.join("images/docker-save.tar");
+    if layout.exists() {
+        std::fs::remove_dir_all(&layout)
+            .with_context(|| format!("cannot clear {}", layout.display()))?;
+    }
+    fixture::write_oci_layout(&layout, &images)?;
+    // the same two images also as a `docker save`: the inventory joins the copies
+    let saved: Vec<fixture::BuiltImage> = ["team-a-flow-a", "tools-alpine"]
+        .iter()
+        .map(|n| corpus.build(n))
+        .collect::<Result<_>>()?;
+    fixture::write_docker_archive(&archive, &saved, fixture::ArchiveShape::Classic)?;
+    eprintln!(
+        "demo: built {} fixture images into {}",
+        images.len(),
+        out.join("images").display()
+    );
+
+    let opts = ScanOptions {
+        cache_root: Some(out.join("cache")),
+        ..ScanOptions::default()
+    };
+    let (inv, stats) = scan::scan(&[Input::OciDir(layout), Input::Archive(archive)], &opts);
+    let inv_path = out.join("inventory.json");
+    write_json(&inv_path, &inv)?;
+    print_summary(&inv, &stats, &inv_path);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn build_fixtures(a: &FixtureArgs) -> Result<ExitCode> {
+    let dirs: Vec<&Path> = a.specs.iter().map(PathBuf::as_path).collect();
+    let specs = fixture::load_specs(&dirs)?;
+    let files = fixture::DirFiles(a.files.clone());
+    let corpus = fixture::Corpus::new(specs, &files);
+    let images = if a.names.is_empty() {
+        corpus.build_all()?
+    } else {
+        a.names
+            .iter()
+            .map(|n| corpus.build(n))
+            .collect::<Result<_>>()?
+    };
+    if let Some(dir) = &a.oci {
+        fixture::write_oci_layout(dir, &images)?;
+    }
+    if let Some(file) = &a.archive {
+        let shape = match a.shape {
+            Shape::Classic => fixture::ArchiveShape::Classic,
+            Shape::Oci => fixture::ArchiveShape::Oci,
+            Shape::Containerd => fixture::ArchiveShape::Containerd,
+        };
+        fixture::write_docker_archive(file, &images, shape)?;
+    }
+    eprintln!("built {} images", images.len());
+    Ok(ExitCode::SUCCESS)
+}

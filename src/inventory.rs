@@ -1,0 +1,314 @@
+//! The inventory document (`unsprawl/inventory/v1`): what `scan` learned about each image.
+//!
+//! Every later stage (plan, migrate, report) reads this file, so its shape is a contract:
+//! fields are only ever added, and a change of meaning is a new schema version. Maps are
+//! `BTreeMap` and lists are sorted so two scans of the same input give byte-identical
+//! documents (only `scanned_at` differs), which keeps the file diffable and reviewable.
+//! The README documents each field.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The `schema` value this version writes and reads.
+pub const SCHEMA: &str = "unsprawl/inventory/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Inventory {
+    pub schema: String,
+    pub generator: Generator,
+    /// RFC 3339 time the scan finished; `null` with `--no-timestamp` (reproducible output).
+    pub scanned_at: Option<String>,
+    /// The inputs that were scanned, as given on the command line.
+    pub sources: Vec<SourceRef>,
+    pub images: Vec<Image>,
+    /// Problems that are not tied to one image (an unreadable archive, say).
+    #[serde(default)]
+    pub errors: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Generator {
+    pub tool: String,
+    pub version: String,
+    /// Version of the layer analysers; part of the layer cache key.
+    pub analyser_version: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SourceRef {
+    /// `oci-dir`, `archive` (later: `registry`, `engine`).
+    pub kind: String,
+    /// Path or address of the source.
+    pub location: String,
+}
+
+/// One image (one platform manifest), identified by its config digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Image {
+    /// The image ID: the config digest (`sha256:…`), the same in a registry and an engine.
+    pub id: String,
+    /// Names it is known by (`team-a/etl:1.0`), sorted.
+    pub references: Vec<String>,
+    /// Where copies of this image were found.
+    pub locations: Vec<Location>,
+    /// Digest of the image manifest, when one exists (absent in a classic `docker save`).
+    pub manifest_digest: Option<String>,
+    pub platform: Platform,
+    pub created: Option<String>,
+    pub size: ImageSize,
+    pub layers: Vec<Layer>,
+    pub config: RuntimeConfig,
+    /// `ok`, `partial` (some facts missing, see `errors`) or `failed` (contents unknown).
+    pub status: Status,
+    pub errors: Vec<Problem>,
+    /// What the squashed filesystem contains. Absent when `status` is `failed`.
+    pub contents: Option<Contents>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ok,
+    Partial,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Location {
+    pub source: SourceRef,
+    /// The reference inside that source (`team-a/etl:1.0`), if it has one.
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageSize {
+    /// Sum of the layer blobs as stored (compressed where the source compresses).
+    pub stored_bytes: u64,
+    /// Sum of the uncompressed layer tars; `null` until every layer was read once.
+    pub uncompressed_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Layer {
+    /// Digest of the blob as stored.
+    pub digest: String,
+    /// Digest of the uncompressed tar: the key that joins registries and engines.
+    pub diff_id: String,
+    pub media_type: String,
+    pub stored_bytes: u64,
+    pub uncompressed_bytes: Option<u64>,
+    /// The history line (`created_by`) that made this layer.
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RuntimeConfig {
+    pub env: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    /// Every history entry, including those that made no layer (ENV, CMD, …).
+    pub history: Vec<HistoryEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HistoryEntry {
+    pub created: Option<String>,
+    pub created_by: Option<String>,
+    pub empty_layer: bool,
+}
+
+/// A problem found while scanning, naming what is at fault.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    /// The layer at fault (its diff_id), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layer: Option<String>,
+    /// The path inside the layer or source at fault, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub path: Option<String>,
+    pub message: String,
+}
+
+/// What the squashed filesystem of an image contains.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Contents {
+    pub os: Option<OsRelease>,
+    /// dpkg or apk packages; `null` when the image has no package database.
+    pub system_packages: Option<SystemPackages>,
+    pub python: Python,
+    pub prefect: Prefect,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OsRelease {
+    /// `ID` (`debian`, `alpine`, `ubuntu`…).
+    pub id: Option<String>,
+    /// `ID` plus `ID_LIKE`, reduced to the package family (`debian`, `alpine`, `rhel`…).
+    pub family: Option<String>,
+    pub version_id: Option<String>,
+    pub version_codename: Option<String>,
+    pub pretty_name: Option<String>,
+    /// The file it was read from, after following symlinks.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SystemPackages {
+    /// `dpkg` or `apk`.
+    pub manager: String,
+    pub packages: Vec<SystemPackage>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SystemPackage {
+    pub name: String,
+    pub version: String,
+    pub architecture: Option<String>,
+    /// Source package (dpkg `Source`, apk origin) when it differs from the name.
+    pub source: Option<String>,
+    pub installed_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Python {
+    pub interpreters: Vec<Interpreter>,
+    pub distributions: Vec<Distribution>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Interpreter {
+    /// `3.11`.
+    pub minor: String,
+    /// `3.11.7` when known (from `PYTHON_VERSION` or a flow written by it).
+    pub version: Option<String>,
+    /// Files that show it is there (`usr/local/bin/python3.11`, `libpython3.11.so.1.0`, …).
+    pub evidence: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Distribution {
+    /// PEP 503 normalized name (`typing-extensions`).
+    pub name: String,
+    /// The name as written in METADATA.
+    pub display_name: String,
+    pub version: String,
+    /// Python minor version whose `site-packages` holds it; `null` for a shared dir.
+    pub python: Option<String>,
+    /// The `site-packages` (or `dist-packages`) directory.
+    pub location: String,
+    /// `dist-info` or `egg-info`.
+    pub metadata_kind: String,
+    pub requires_dist: Vec<String>,
+    pub requires_python: Option<String>,
+    /// Top-level import names it provides (`top_level.txt`, else derived from `RECORD`).
+    pub import_names: Vec<String>,
+    /// Installed size from `RECORD`; `null` when RECORD is missing or has no sizes.
+    pub installed_bytes: Option<u64>,
+    /// The diff_id of the layer its metadata comes from.
+    pub layer: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Prefect {
+    /// Version of the installed `prefect` distribution(s).
+    pub versions: Vec<String>,
+    /// Pickled flows (`/opt/prefect/flows/*.prefect`), read without unpickling.
+    pub flows: Vec<PickledFlow>,
+    /// Python files under `/opt/prefect/` (Prefect 2/3 images bake flow code in).
+    pub flow_sources: Vec<FlowSource>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PickledFlow {
+    pub path: String,
+    /// `json-cloudpickle` (Prefect ≥ 0.14.3) or `pickle` (older bare pickles).
+    pub format: String,
+    /// The flow's name from the pickled `Flow` object.
+    pub flow_name: Option<String>,
+    /// Versions recorded by Prefect in the wrapper (`cloudpickle`, `prefect`, `python`).
+    pub versions: BTreeMap<String, String>,
+    pub imports: FlowImports,
+    /// Docker storage state kept in the pickle: `python_dependencies`, `base_image`,
+    /// `env_vars`, `files`, … (the server never stores these).
+    pub storage: Option<PickledObject>,
+    pub run_config: Option<PickledObject>,
+    pub layer: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowImports {
+    /// Modules of globals the pickle loads (`prefect.core.flow`, `mylib.transforms`).
+    pub global_modules: Vec<String>,
+    /// Modules by-value functions use (cloudpickle `subimport`).
+    pub subimports: Vec<String>,
+    /// Top-level names of both: what must be importable where the flow runs.
+    pub top_level: Vec<String>,
+    /// `__module__` of by-value code (`<flow>`, `__main__`).
+    pub by_value_modules: Vec<String>,
+    /// `__file__` of the flow script on the machine that registered it.
+    pub source_files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PickledObject {
+    /// Dotted class (`prefect.storage.docker.Docker`).
+    pub class: String,
+    /// Its state as inert JSON.
+    pub state: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FlowSource {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub layer: String,
+}
+
+impl Inventory {
+    pub fn new(sources: Vec<SourceRef>, images: Vec<Image>, errors: Vec<Problem>) -> Self {
+        Inventory {
+            schema: SCHEMA.into(),
+            generator: Generator {
+                tool: "unsprawl".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                analyser_version: crate::scan::ANALYSER_VERSION,
+            },
+            scanned_at: None,
+            sources,
+            images,
+            errors,
+        }
+    }
+
+    /// Read an inventory file, refusing other schemas with a message that names both.
+    pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read inventory {}", path.display()))?;
+        let probe: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", path.display()))?;
+        let schema = probe.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+        if schema != SCHEMA {
+            anyhow::bail!(
+                "{} has schema {:?}, this unsprawl reads {SCHEMA:?}",
+                path.display(),
+                schema
+            );
+        }
+        serde_json::from_value(probe)
+            .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+    }
+}

@@ -1,0 +1,10 @@
+//! unsprawl: from hundreds of per-flow Prefect images to a few shared runtime images.
+//!
+//! The pipeline, one module per stage, each reading and writing a versioned JSON document:
+//! [`scan`] → [`inventory`] (later: plan → migrate, and report).
+
+pub mod cli;
+pub mod fixture;
+pub mod inventory;
+pub mod pickle;
+pub mod scan;

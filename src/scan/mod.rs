@@ -1,0 +1,445 @@
+//! `scan`: find images in sources, analyse each distinct layer once, squash per image,
+//! and write the inventory.
+//!
+//! The steps, each its own module:
+//! 1. [`source`] lists images (manifest → config → layers) and opens blobs;
+//! 2. [`layer`] streams one layer and keeps the facts that matter ([`cache`] remembers
+//!    them by diff_id, so shared base layers are read once, ever);
+//! 3. [`squash`] stacks an image's layer facts into what its filesystem shows.
+
+pub mod analyze;
+pub mod cache;
+pub mod layer;
+pub mod source;
+pub mod squash;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use crate::inventory::{
+    HistoryEntry, Image, ImageSize, Inventory, Layer, Location, Platform, Problem, RuntimeConfig,
+    SourceRef, Status,
+};
+use cache::LayerCache;
+use layer::{Expected, LayerFacts, Limits};
+use source::{BlobStore, FoundImage, read_small, sha256_digest};
+
+/// Bump when any analyser changes what it extracts: it invalidates every cache entry.
+pub const ANALYSER_VERSION: u32 = 1;
+
+/// One input named on the command line.
+#[derive(Debug, Clone)]
+pub enum Input {
+    OciDir(PathBuf),
+    Archive(PathBuf),
+}
+
+pub struct ScanOptions {
+    pub limits: Limits,
+    /// `None` disables the layer cache.
+    pub cache_root: Option<PathBuf>,
+    /// Worker threads for layer analysis (`None`: one per core).
+    pub jobs: Option<usize>,
+    /// Where compressed archives are unpacked for random access.
+    pub temp_dir: PathBuf,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            limits: Limits::default(),
+            cache_root: Some(LayerCache::default_root()),
+            jobs: None,
+            temp_dir: std::env::temp_dir(),
+        }
+    }
+}
+
+/// Counters a caller may print or a benchmark may check.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ScanStats {
+    pub images: usize,
+    pub unique_layers: usize,
+    pub layers_from_cache: usize,
+    pub layers_read: usize,
+    pub bytes_read: u64,
+}
+
+/// An image found and its config read, before its layers are analysed.
+struct Resolved {
+    found: Vec<FoundImage>,
+    id: String,
+    config: Option<ParsedConfig>,
+    errors: Vec<Problem>,
+}
+
+struct ParsedConfig {
+    platform: Platform,
+    created: Option<String>,
+    runtime: RuntimeConfig,
+    diff_ids: Vec<String>,
+    /// `created_by` of each non-empty history entry, in layer order.
+    layer_history: Vec<Option<String>>,
+}
+
+fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, String> {
+    let c: oci_spec::image::ImageConfiguration =
+        serde_json::from_slice(bytes).map_err(|e| format!("image config is invalid: {e}"))?;
+    let inner = c.config().clone().unwrap_or_default();
+    let env: BTreeMap<String, String> = inner
+        .env()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            None => (kv, String::new()),
+        })
+        .collect();
+    let labels: BTreeMap<String, String> = inner
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    let history: Vec<HistoryEntry> = c
+        .history()
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .map(|h| HistoryEntry {
+            created: h.created().clone(),
+            created_by: h.created_by().clone(),
+            empty_layer: h.empty_layer().unwrap_or(false),
+        })
+        .collect();
+    let layer_history = history
+        .iter()
+        .filter(|h| !h.empty_layer)
+        .map(|h| h.created_by.clone())
+        .collect();
+    Ok(ParsedConfig {
+        platform: Platform {
+            os: c.os().to_string(),
+            architecture: c.architecture().to_string(),
+            variant: c.variant().clone(),
+        },
+        created: c.created().clone(),
+        runtime: RuntimeConfig {
+            env,
+            labels,
+            entrypoint: inner.entrypoint().clone(),
+            cmd: inner.cmd().clone(),
+            working_dir: inner.working_dir().clone().filter(|w| !w.is_empty()),
+            user: inner.user().clone().filter(|u| !u.is_empty()),
+            history,
+        },
+        diff_ids: c.rootfs().diff_ids().clone(),
+        layer_history,
+    })
+}
+
+/// Read and verify the config of a found image.
+fn read_config(f: &FoundImage) -> Result<(String, ParsedConfig), String> {
+    let bytes = read_small(f.store.as_ref(), &f.config_key)
+        .map_err(|e| format!("missing or unreadable config blob {}: {e}", f.config_key))?;
+    let digest = sha256_digest(&bytes);
+    if let Some(want) = &f.config_digest
+        && want.starts_with("sha256:")
+        && *want != digest
+    {
+        return Err(format!(
+            "config blob {} hashes to {digest}, but the manifest names {want}",
+            f.config_key
+        ));
+    }
+    let parsed = parse_config(&bytes)?;
+    if parsed.diff_ids.len() != f.layers.len() {
+        return Err(format!(
+            "the manifest lists {} layers but the config names {} diff_ids",
+            f.layers.len(),
+            parsed.diff_ids.len()
+        ));
+    }
+    Ok((digest, parsed))
+}
+
+/// A layer to read: where its blob is and what it must hash to.
+struct LayerJob {
+    store: Arc<dyn BlobStore>,
+    key: String,
+    expected: Expected,
+}
+
+/// Find, analyse and squash every image of `inputs`.
+pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
+    let mut sources = Vec::new();
+    let mut errors = Vec::new();
+    let mut found = Vec::new();
+    for input in inputs {
+        match input {
+            Input::OciDir(p) => {
+                let src = SourceRef {
+                    kind: "oci-dir".into(),
+                    location: p.display().to_string(),
+                };
+                let store: Arc<dyn BlobStore> = Arc::new(source::DirStore { root: p.clone() });
+                let w = source::oci_layout::walk(store, &src);
+                found.extend(w.images);
+                errors.extend(w.problems.into_iter().map(|p| Problem {
+                    layer: None,
+                    path: Some(p.what),
+                    message: p.message,
+                }));
+                sources.push(src);
+            }
+            Input::Archive(p) => {
+                sources.push(SourceRef {
+                    kind: "archive".into(),
+                    location: p.display().to_string(),
+                });
+                match source::archive::open(p, &opts.temp_dir) {
+                    Ok(o) => {
+                        found.extend(o.images);
+                        errors.extend(o.problems.into_iter().map(|p| Problem {
+                            layer: None,
+                            path: Some(p.what),
+                            message: p.message,
+                        }));
+                    }
+                    Err(message) => errors.push(Problem {
+                        layer: None,
+                        path: Some(p.display().to_string()),
+                        message,
+                    }),
+                }
+            }
+        }
+    }
+
+    // Read configs; the same config digest from several places is one image.
+    let mut by_id: BTreeMap<String, Resolved> = BTreeMap::new();
+    for f in found {
+        match read_config(&f) {
+            Ok((id, parsed)) => {
+                let r = by_id.entry(id.clone()).or_insert_with(|| Resolved {
+                    found: Vec::new(),
+                    id,
+                    config: Some(parsed),
+                    errors: Vec::new(),
+                });
+                r.found.push(f);
+            }
+            Err(message) => {
+                let id = f
+                    .config_digest
+                    .clone()
+                    .unwrap_or_else(|| format!("unknown:{}", f.config_key));
+                let r = by_id.entry(id.clone()).or_insert_with(|| Resolved {
+                    found: Vec::new(),
+                    id,
+                    config: None,
+                    errors: Vec::new(),
+                });
+                r.errors.push(Problem {
+                    layer: None,
+                    path: Some(f.config_key.clone()),
+                    message,
+                });
+                r.found.push(f);
+            }
+        }
+    }
+
+    // One job per distinct diff_id, from the first image that has it.
+    let mut jobs: BTreeMap<String, LayerJob> = BTreeMap::new();
+    for r in by_id.values() {
+        let (Some(c), Some(f)) = (&r.config, r.found.first()) else {
+            continue;
+        };
+        for (l, diff_id) in f.layers.iter().zip(&c.diff_ids) {
+            jobs.entry(diff_id.clone()).or_insert_with(|| LayerJob {
+                store: f.store.clone(),
+                key: l.key.clone(),
+                expected: Expected {
+                    digest: l.digest.clone(),
+                    diff_id: diff_id.clone(),
+                    stored_bytes: l.size.or_else(|| f.store.size(&l.key).ok()).unwrap_or(0),
+                },
+            });
+        }
+    }
+
+    let cache =
+        opts.cache_root
+            .as_ref()
+            .and_then(|root| match LayerCache::new(root, &opts.limits) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!(
+                        "warning: layer cache at {} is unusable ({e}); scanning without it",
+                        root.display()
+                    );
+                    None
+                }
+            });
+    let mut stats = ScanStats {
+        unique_layers: jobs.len(),
+        ..ScanStats::default()
+    };
+    let mut facts: HashMap<String, Result<LayerFacts, String>> = HashMap::new();
+    let mut todo = Vec::new();
+    for (diff_id, job) in jobs {
+        match cache.as_ref().and_then(|c| c.get(&diff_id)) {
+            Some(f) => {
+                stats.layers_from_cache += 1;
+                facts.insert(diff_id, Ok(f));
+            }
+            None => todo.push(job),
+        }
+    }
+    stats.layers_read = todo.len();
+    stats.bytes_read = todo.iter().map(|j| j.expected.stored_bytes).sum();
+
+    // largest first, so one big layer does not start last and finish alone
+    todo.sort_by_key(|j| std::cmp::Reverse(j.expected.stored_bytes));
+    let analyse_all = || -> Vec<(String, Result<LayerFacts, String>)> {
+        todo.par_iter()
+            .map(|job| {
+                let result = job
+                    .store
+                    .open(&job.key)
+                    .map_err(|source| layer::LayerError::Open {
+                        blob: job.key.clone(),
+                        source,
+                    })
+                    .and_then(|blob| layer::analyse(blob, &job.expected, &opts.limits));
+                if let (Ok(f), Some(c)) = (&result, &cache)
+                    && let Err(e) = c.put(f)
+                {
+                    eprintln!("warning: cannot write layer cache entry: {e}");
+                }
+                (
+                    job.expected.diff_id.clone(),
+                    result.map_err(|e| e.to_string()),
+                )
+            })
+            .collect()
+    };
+    let analysed = match opts.jobs {
+        Some(n) => match rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build()
+        {
+            Ok(pool) => pool.install(analyse_all),
+            Err(_) => analyse_all(),
+        },
+        None => analyse_all(),
+    };
+    facts.extend(analysed);
+
+    let images: Vec<Image> = by_id.into_values().map(|r| assemble(r, &facts)).collect();
+    stats.images = images.len();
+    let mut inv = Inventory::new(sources, images, errors);
+    inv.scanned_at =
+        Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
+    (inv, stats)
+}
+
+/// Build one inventory image from its config and its layers' facts.
+fn assemble(r: Resolved, facts: &HashMap<String, Result<LayerFacts, String>>) -> Image {
+    let mut references: BTreeSet<String> = BTreeSet::new();
+    let mut locations: BTreeSet<Location> = BTreeSet::new();
+    for f in &r.found {
+        references.extend(f.reference.clone());
+        locations.insert(Location {
+            source: f.source.clone(),
+            reference: f.reference.clone(),
+        });
+    }
+    let first = &r.found[0];
+    let manifest_digest = r.found.iter().find_map(|f| f.manifest_digest.clone());
+    let mut errors = r.errors;
+    let Some(cfg) = r.config else {
+        return Image {
+            id: r.id,
+            references: references.into_iter().collect(),
+            locations: locations.into_iter().collect(),
+            manifest_digest,
+            platform: Platform::default(),
+            created: None,
+            size: ImageSize::default(),
+            layers: Vec::new(),
+            config: RuntimeConfig::default(),
+            status: Status::Failed,
+            errors,
+            contents: None,
+        };
+    };
+
+    let mut layers = Vec::new();
+    let mut layer_facts = Vec::new();
+    for (i, (l, diff_id)) in first.layers.iter().zip(&cfg.diff_ids).enumerate() {
+        let f = facts.get(diff_id);
+        match f {
+            Some(Ok(f)) => layer_facts.push(f),
+            Some(Err(message)) => errors.push(Problem {
+                layer: Some(diff_id.clone()),
+                path: Some(l.key.clone()),
+                message: message.clone(),
+            }),
+            None => errors.push(Problem {
+                layer: Some(diff_id.clone()),
+                path: Some(l.key.clone()),
+                message: "layer was not analysed".into(),
+            }),
+        }
+        let stored = l
+            .size
+            .or_else(|| first.store.size(&l.key).ok())
+            .unwrap_or(0);
+        layers.push(Layer {
+            digest: l.digest.clone().unwrap_or_else(|| diff_id.clone()),
+            diff_id: diff_id.clone(),
+            media_type: l.media_type.clone(),
+            stored_bytes: stored,
+            uncompressed_bytes: f
+                .and_then(|f| f.as_ref().ok())
+                .map(|f| f.uncompressed_bytes),
+            created_by: cfg.layer_history.get(i).cloned().flatten(),
+        });
+    }
+    let size = ImageSize {
+        stored_bytes: layers.iter().map(|l| l.stored_bytes).sum(),
+        uncompressed_bytes: layers.iter().map(|l| l.uncompressed_bytes).sum(),
+    };
+    let (status, contents) = if layer_facts.len() == layers.len() {
+        let (contents, problems) = squash::squash(&layer_facts, &cfg.runtime.env);
+        errors.extend(problems);
+        let status = if errors.is_empty() {
+            Status::Ok
+        } else {
+            Status::Partial
+        };
+        (status, Some(contents))
+    } else {
+        (Status::Failed, None)
+    };
+    Image {
+        id: r.id,
+        references: references.into_iter().collect(),
+        locations: locations.into_iter().collect(),
+        manifest_digest,
+        platform: cfg.platform,
+        created: cfg.created,
+        size,
+        layers,
+        config: cfg.runtime,
+        status,
+        errors,
+        contents,
+    }
+}

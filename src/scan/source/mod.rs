@@ -1,0 +1,163 @@
+//! Where images come from. A source finds images (manifest → config → layers) and hands
+//! out their blobs; it never analyses anything. Registries and engines (later issues)
+//! become further sources of the same shape.
+
+pub mod archive;
+pub mod oci_layout;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::inventory::SourceRef;
+
+/// Read access to the blobs of one source. Keys are paths inside the source
+/// (`blobs/sha256/…` in an OCI layout, `abc…/layer.tar` in a classic `docker save`).
+pub trait BlobStore: Send + Sync {
+    fn open(&self, key: &str) -> io::Result<Box<dyn Read + Send + '_>>;
+    fn size(&self, key: &str) -> io::Result<u64>;
+    fn exists(&self, key: &str) -> bool {
+        self.size(key).is_ok()
+    }
+}
+
+/// Read a small blob (a manifest, index or config) whole, refusing absurd sizes.
+pub fn read_small(store: &dyn BlobStore, key: &str) -> io::Result<Vec<u8>> {
+    const MAX: u64 = 16 << 20;
+    let size = store.size(key)?;
+    if size > MAX {
+        return Err(io::Error::other(format!(
+            "{key} is {size} bytes, more than the {MAX} allowed for a manifest or config"
+        )));
+    }
+    let mut buf = Vec::with_capacity(size as usize);
+    store.open(key)?.take(MAX).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Blobs as files under a directory (an OCI image layout).
+pub struct DirStore {
+    pub root: PathBuf,
+}
+
+impl BlobStore for DirStore {
+    fn open(&self, key: &str) -> io::Result<Box<dyn Read + Send + '_>> {
+        Ok(Box::new(File::open(self.root.join(key))?))
+    }
+    fn size(&self, key: &str) -> io::Result<u64> {
+        let m = std::fs::metadata(self.root.join(key))?;
+        if !m.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{key} is not a file"),
+            ));
+        }
+        Ok(m.len())
+    }
+}
+
+/// Blobs as members of an uncompressed tar file, opened by seeking to their data.
+pub struct TarStore {
+    pub file: PathBuf,
+    /// member name (normalized) → (data offset, size)
+    pub members: std::collections::HashMap<String, (u64, u64)>,
+    /// Keeps a decompressed temporary copy alive as long as the store.
+    pub _temp: Option<tempfile::TempPath>,
+}
+
+impl BlobStore for TarStore {
+    fn open(&self, key: &str) -> io::Result<Box<dyn Read + Send + '_>> {
+        let &(offset, size) = self.members.get(key).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{key} is not in the archive"),
+            )
+        })?;
+        let mut f = File::open(&self.file)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(
+            io::BufReader::with_capacity(256 << 10, f).take(size),
+        ))
+    }
+    fn size(&self, key: &str) -> io::Result<u64> {
+        self.members.get(key).map(|m| m.1).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{key} is not in the archive"),
+            )
+        })
+    }
+}
+
+/// A layer as a manifest lists it.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    pub key: String,
+    /// Digest of the stored blob, when the source names one.
+    pub digest: Option<String>,
+    pub media_type: String,
+    pub size: Option<u64>,
+}
+
+/// An image found in a source, not yet read beyond its manifest.
+#[derive(Clone)]
+pub struct FoundImage {
+    pub source: SourceRef,
+    pub reference: Option<String>,
+    pub manifest_digest: Option<String>,
+    pub config_key: String,
+    pub config_digest: Option<String>,
+    pub layers: Vec<LayerRef>,
+    pub store: Arc<dyn BlobStore>,
+}
+
+/// Something a source could not make sense of, outside any one image.
+#[derive(Debug, Clone)]
+pub struct SourceProblem {
+    pub what: String,
+    pub message: String,
+}
+
+/// The key of a blob in an OCI layout, checking the digest cannot escape `blobs/`.
+pub fn blob_key(digest: &str) -> Result<String, String> {
+    let (alg, hex) = digest
+        .split_once(':')
+        .ok_or_else(|| format!("{digest:?} is not a digest (algorithm:hex)"))?;
+    let want = match alg {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => return Err(format!("{digest:?} uses an unsupported digest algorithm")),
+    };
+    if hex.len() != want
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return Err(format!("{digest:?} is not a well-formed {alg} digest"));
+    }
+    Ok(format!("blobs/{alg}/{hex}"))
+}
+
+/// `sha256:<hex>` of some bytes.
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blob_keys_cannot_escape() {
+        let ok = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(
+            blob_key(&ok).unwrap(),
+            format!("blobs/sha256/{}", "a".repeat(64))
+        );
+        assert!(blob_key("sha256:../../etc/passwd").is_err());
+        assert!(blob_key("md5:abc").is_err());
+        assert!(blob_key("nocolon").is_err());
+    }
+}
