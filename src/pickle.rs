@@ -48,7 +48,7 @@ pub enum PickleError {
     },
     #[error("pickle is too large to walk safely ({0})")]
     TooLarge(&'static str),
-    #[error("pickle has no STOP opcode")]
+    #[error("pickle ends before its STOP opcode (truncated?)")]
     NoStop,
 }
 

@@ -1,0 +1,232 @@
+//! Broken images and archives: each gives a clear error naming the image, the layer and
+//! (where there is one) the path, while every other image is still analysed.
+
+mod common;
+
+use common::*;
+use unsprawl::inventory::{Image, Status};
+
+fn problems(img: &Image) -> String {
+    img.errors
+        .iter()
+        .map(|p| {
+            format!(
+                "{} | {} | {}",
+                p.layer.as_deref().unwrap_or("-"),
+                p.path.as_deref().unwrap_or("-"),
+                p.message
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    // the bad images plus a good one in the same layout
+    let mut names: Vec<String> = std::fs::read_dir(repo().join("fixtures/bad"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.sort();
+    names.push("team-a-flow-a".into());
+    let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    build_fixtures(&["fixtures/bad"], &["--oci", p(&oci)], &name_refs);
+    let inv_path = tmp.path().join("inventory.json");
+    let args = [
+        "scan",
+        "oci-dir",
+        p(&oci),
+        "--no-cache",
+        "-o",
+        p(&inv_path),
+        // low limits so the bomb trips quickly; nothing legitimate comes near them
+        "--expansion-floor-bytes",
+        "8388608",
+        "--max-expansion-ratio",
+        "10",
+    ];
+    let out = unsprawl(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "problems are recorded, not fatal"
+    );
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    assert_eq!(
+        unsprawl(&strict).status.code(),
+        Some(1),
+        "--strict fails on them"
+    );
+
+    let inv = read_inventory(&inv_path);
+    assert_eq!(inv.images.len(), names.len());
+    let good = image(&inv, "registry.local:5000/team/flow-a:2023-01-01");
+    assert_eq!(good.status, Status::Ok);
+    assert_eq!(good.contents.as_ref().unwrap().prefect.flows.len(), 1);
+
+    let failed = |name: &str, needle: &str| {
+        let img = image(&inv, &format!("bad/{name}:1"));
+        assert_eq!(img.status, Status::Failed, "{name}: {}", problems(img));
+        assert!(img.contents.is_none());
+        let text = problems(img);
+        assert!(text.contains(needle), "{name}: want {needle:?} in\n{text}");
+        // the error names the layer at fault: the image's second layer
+        let bad_layer = &img.layers[1].diff_id;
+        assert!(
+            img.errors
+                .iter()
+                .any(|p| p.layer.as_deref() == Some(bad_layer.as_str())),
+            "{name}: {text}"
+        );
+    };
+    failed("truncated-layer", "corrupt or truncated");
+    failed("digest-mismatch", "layer digest mismatch");
+    failed("missing-blob", "cannot open layer blob");
+    failed("wrong-diff-id", "layer diff_id mismatch");
+    failed("escaping-path", "\"../../etc/passwd\" escapes the image root");
+    failed("absolute-path", "\"/etc/shadow\" escapes the image root");
+    failed("bomb", "decompression bomb");
+
+    let partial = |name: &str, path: &str, needle: &str| {
+        let img = image(&inv, &format!("bad/{name}:1"));
+        assert_eq!(img.status, Status::Partial, "{name}: {}", problems(img));
+        let p = img
+            .errors
+            .iter()
+            .find(|p| p.path.as_deref() == Some(path))
+            .unwrap_or_else(|| panic!("{name}: no problem at {path}:\n{}", problems(img)));
+        assert!(p.message.contains(needle), "{name}: {}", p.message);
+        assert_eq!(p.layer.as_deref(), Some(img.layers[1].diff_id.as_str()));
+        img.contents.as_ref().expect("the rest was analysed")
+    };
+    let c = partial(
+        "huge-metadata",
+        "/usr/local/lib/python3.11/site-packages/huge-1.0.dist-info/METADATA",
+        "over the 8388608-byte limit",
+    );
+    assert_eq!(
+        c.os.as_ref().unwrap().id.as_deref(),
+        Some("debian"),
+        "the rest of the image is known"
+    );
+    partial(
+        "bad-pickles",
+        "/opt/prefect/flows/truncated.prefect",
+        "truncated",
+    );
+    partial(
+        "bad-pickles",
+        "/opt/prefect/flows/bad-base64.prefect",
+        "not valid base64",
+    );
+    partial(
+        "bad-pickles",
+        "/opt/prefect/flows/garbage.prefect",
+        "unknown pickle opcode",
+    );
+    partial(
+        "bad-pickles",
+        "/usr/local/lib/python3.11/site-packages/noversion-1.0.dist-info/METADATA",
+        "no Version field",
+    );
+
+    let odd = image(&inv, "bad/non-utf8-names:1");
+    assert_eq!(odd.status, Status::Ok, "{}", problems(odd));
+    let d = &odd.contents.as_ref().unwrap().python.distributions;
+    assert_eq!(d.len(), 1);
+    assert_eq!(
+        d[0].location,
+        "/usr/local/lib/python3.11/site-packages",
+        "the odd byte is in the dist-info name only"
+    );
+
+    // the summary on stderr names each failed image
+    let log = String::from_utf8_lossy(&out.stderr);
+    for name in ["truncated-layer", "bomb", "escaping-path", "missing-blob"] {
+        assert!(
+            log.contains(&format!("FAILED  bad/{name}:1")),
+            "{name} in\n{log}"
+        );
+    }
+}
+
+#[test]
+fn broken_archives_and_layouts_are_named_in_the_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a docker save cut in half
+    let tar = tmp.path().join("save.tar");
+    build_fixtures(&[], &["--archive", p(&tar)], &["team-a-flow-a"]);
+    let bytes = std::fs::read(&tar).unwrap();
+    let cut = tmp.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    // not an archive at all
+    let junk = tmp.path().join("junk.tar");
+    std::fs::write(&junk, b"this is not a tar file at all, not even close").unwrap();
+    let out = tmp.path().join("inv.json");
+    let o = unsprawl(&[
+        "scan",
+        "archive",
+        p(&cut),
+        p(&junk),
+        p(&tar),
+        "--no-cache",
+        "-o",
+        p(&out),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let inv = read_inventory(&out);
+    assert_eq!(
+        inv.images.len(),
+        1,
+        "the intact archive is still scanned"
+    );
+    assert_eq!(inv.images[0].status, Status::Ok);
+    let paths: Vec<&str> = inv
+        .errors
+        .iter()
+        .filter_map(|e| e.path.as_deref())
+        .collect();
+    assert!(paths.contains(&p(&cut)), "{:?}", inv.errors);
+    assert!(paths.contains(&p(&junk)), "{:?}", inv.errors);
+
+    // a directory that is not an OCI layout, and a layout with a broken index.json
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(broken.join("index.json"), "{ not json").unwrap();
+    let out2 = tmp.path().join("inv2.json");
+    let o = unsprawl(&["scan", "oci-dir", p(&empty), p(&broken), "--no-cache", "-o", p(&out2), "--strict"]);
+    assert_eq!(o.status.code(), Some(1));
+    let inv = read_inventory(&out2);
+    let msgs: Vec<String> = inv.errors.iter().map(|e| format!("{:?}: {}", e.path, e.message)).collect();
+    assert!(msgs.iter().any(|m| m.contains("no oci-layout file")), "{msgs:?}");
+    assert!(msgs.iter().any(|m| m.contains("index.json is not a valid OCI index")), "{msgs:?}");
+}
+
+#[test]
+fn unusable_arguments_exit_2_with_a_message() {
+    let o = unsprawl(&["scan", "oci-dir", "/nonexistent/dir", "-o", "/proc/forbidden/inv.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("error:"), "{err}");
+    let o = unsprawl(&["scan"]);
+    assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2 too");
+}
