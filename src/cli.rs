@@ -88,6 +88,10 @@ struct ScanArgs {
     /// …or this many bytes, whichever is larger.
     #[arg(long, default_value_t = Limits::default().ratio_floor_bytes)]
     expansion_floor_bytes: u64,
+    /// Also hash every compressed layer's content and check it against the config's
+    /// diff_id (a second SHA-256 pass; the stored digest is always checked).
+    #[arg(long)]
+    verify_diff_ids: bool,
     /// Never past this many uncompressed bytes per layer.
     #[arg(long, default_value_t = Limits::default().max_layer_bytes)]
     max_layer_bytes: u64,
@@ -170,6 +174,7 @@ fn scan_options(a: &ScanArgs) -> ScanOptions {
         },
         jobs: a.jobs,
         temp_dir: std::env::temp_dir(),
+        verify_diff_ids: a.verify_diff_ids,
     }
 }
 
@@ -204,6 +209,13 @@ fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write in {}", dir.display()))?;
     tmp.write_all(text.as_bytes())?;
+    // a temp file is private (0600); the document is an ordinary file like any other
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    }
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
@@ -244,8 +256,9 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
                     .iter()
                     .map(|i| i.version.clone().unwrap_or(i.minor.clone()))
                     .collect();
+                let flows = c.prefect.flows.len() + c.prefect.flow_sources.len();
                 format!(
-                    "{os}; python {}; {} distributions; prefect {}; {} flows",
+                    "{os}; python {}; {} distributions; prefect {}; {flows} flow{}",
                     if py.is_empty() {
                         "-".into()
                     } else {
@@ -257,7 +270,7 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
                     } else {
                         c.prefect.versions.join(",")
                     },
-                    c.prefect.flows.len() + c.prefect.flow_sources.len(),
+                    if flows == 1 { "" } else { "s" },
                 )
             }
             None => String::new(),

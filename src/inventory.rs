@@ -103,6 +103,10 @@ pub struct Layer {
     pub digest: String,
     /// Digest of the uncompressed tar: the key that joins registries and engines.
     pub diff_id: String,
+    /// Whether the content was hashed and matched `diff_id` (always for uncompressed
+    /// layers; for compressed ones with `--verify-diff-ids`). The stored `digest` is
+    /// always checked when a layer is read.
+    pub diff_id_verified: bool,
     pub media_type: String,
     pub stored_bytes: u64,
     pub uncompressed_bytes: Option<u64>,

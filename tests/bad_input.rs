@@ -54,6 +54,7 @@ fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
         "8388608",
         "--max-expansion-ratio",
         "10",
+        "--verify-diff-ids",
     ];
     let out = unsprawl(&args);
     assert_eq!(
@@ -94,7 +95,10 @@ fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
     failed("digest-mismatch", "layer digest mismatch");
     failed("missing-blob", "cannot open layer blob");
     failed("wrong-diff-id", "layer diff_id mismatch");
-    failed("escaping-path", "\"../../etc/passwd\" escapes the image root");
+    failed(
+        "escaping-path",
+        "\"../../etc/passwd\" escapes the image root",
+    );
     failed("absolute-path", "\"/etc/shadow\" escapes the image root");
     failed("bomb", "decompression bomb");
 
@@ -141,13 +145,41 @@ fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
         "no Version field",
     );
 
+    // without --verify-diff-ids a compressed layer's diff_id is the config's claim,
+    // and the inventory says so
+    let default_path = tmp.path().join("default.json");
+    ok(&[
+        "scan",
+        "oci-dir",
+        p(&oci),
+        "--no-cache",
+        "-o",
+        p(&default_path),
+        "--expansion-floor-bytes",
+        "8388608",
+    ]);
+    let default = read_inventory(&default_path);
+    let claimed = image(&default, "bad/wrong-diff-id:1");
+    assert_eq!(claimed.status, Status::Ok);
+    assert!(!claimed.layers[1].diff_id_verified);
+    let plain = image(&default, "bad/digest-mismatch:1");
+    assert_eq!(
+        plain.status,
+        Status::Failed,
+        "the stored digest is always checked"
+    );
+    assert!(
+        image(&inv, "bad/wrong-diff-id:1").errors[0]
+            .message
+            .contains("diff_id mismatch")
+    );
+
     let odd = image(&inv, "bad/non-utf8-names:1");
     assert_eq!(odd.status, Status::Ok, "{}", problems(odd));
     let d = &odd.contents.as_ref().unwrap().python.distributions;
     assert_eq!(d.len(), 1);
     assert_eq!(
-        d[0].location,
-        "/usr/local/lib/python3.11/site-packages",
+        d[0].location, "/usr/local/lib/python3.11/site-packages",
         "the odd byte is in the dist-info name only"
     );
 
@@ -191,11 +223,7 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
         String::from_utf8_lossy(&o.stderr)
     );
     let inv = read_inventory(&out);
-    assert_eq!(
-        inv.images.len(),
-        1,
-        "the intact archive is still scanned"
-    );
+    assert_eq!(inv.images.len(), 1, "the intact archive is still scanned");
     assert_eq!(inv.images[0].status, Status::Ok);
     let paths: Vec<&str> = inv
         .errors
@@ -210,20 +238,50 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
     std::fs::create_dir(&empty).unwrap();
     let broken = tmp.path().join("broken");
     std::fs::create_dir(&broken).unwrap();
-    std::fs::write(broken.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        broken.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
     std::fs::write(broken.join("index.json"), "{ not json").unwrap();
     let out2 = tmp.path().join("inv2.json");
-    let o = unsprawl(&["scan", "oci-dir", p(&empty), p(&broken), "--no-cache", "-o", p(&out2), "--strict"]);
+    let o = unsprawl(&[
+        "scan",
+        "oci-dir",
+        p(&empty),
+        p(&broken),
+        "--no-cache",
+        "-o",
+        p(&out2),
+        "--strict",
+    ]);
     assert_eq!(o.status.code(), Some(1));
     let inv = read_inventory(&out2);
-    let msgs: Vec<String> = inv.errors.iter().map(|e| format!("{:?}: {}", e.path, e.message)).collect();
-    assert!(msgs.iter().any(|m| m.contains("no oci-layout file")), "{msgs:?}");
-    assert!(msgs.iter().any(|m| m.contains("index.json is not a valid OCI index")), "{msgs:?}");
+    let msgs: Vec<String> = inv
+        .errors
+        .iter()
+        .map(|e| format!("{:?}: {}", e.path, e.message))
+        .collect();
+    assert!(
+        msgs.iter().any(|m| m.contains("no oci-layout file")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("index.json is not a valid OCI index")),
+        "{msgs:?}"
+    );
 }
 
 #[test]
 fn unusable_arguments_exit_2_with_a_message() {
-    let o = unsprawl(&["scan", "oci-dir", "/nonexistent/dir", "-o", "/proc/forbidden/inv.json"]);
+    let o = unsprawl(&[
+        "scan",
+        "oci-dir",
+        "/nonexistent/dir",
+        "-o",
+        "/proc/forbidden/inv.json",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("error:"), "{err}");

@@ -43,8 +43,14 @@ fn assert_agrees(flow_file: &Path, theirs: &Value) {
 fn examples() -> Vec<(PathBuf, PathBuf)> {
     let fx = common::repo().join("fixtures/prefect");
     vec![
-        (fx.join("flow-a.prefect"), fx.join("flow-a.pickle_imports.json")),
-        (fx.join("py310/flow-a.prefect"), fx.join("py310/flow-a.pickle_imports.json")),
+        (
+            fx.join("flow-a.prefect"),
+            fx.join("flow-a.pickle_imports.json"),
+        ),
+        (
+            fx.join("py310/flow-a.prefect"),
+            fx.join("py310/flow-a.pickle_imports.json"),
+        ),
     ]
 }
 
@@ -72,7 +78,8 @@ fn skeleton_matches_the_recorded_prototype_output() {
     let fx = common::repo().join("fixtures/prefect");
     let f = read_flow_file(&std::fs::read(fx.join("flow-a.prefect")).unwrap()).unwrap();
     let recorded: Value =
-        serde_json::from_slice(&std::fs::read(fx.join("flow-a.pickle_skeleton.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(fx.join("flow-a.pickle_skeleton.json")).unwrap())
+            .unwrap();
     let objects = recorded["objects"].as_array().unwrap();
     let by_class = |c: &str| objects.iter().find(|o| o["class"] == c).unwrap()["state"].clone();
     let storage = f.storage.unwrap();
@@ -83,7 +90,9 @@ fn skeleton_matches_the_recorded_prototype_output() {
 
 /// The prototypes, when this checkout sits beside `shared/` (CI and developer machines).
 fn prototype(script: &str) -> Option<PathBuf> {
-    let p = common::repo().join("../shared/reference/prefect").join(script);
+    let p = common::repo()
+        .join("../shared/reference/prefect")
+        .join(script);
     p.exists().then_some(p)
 }
 
@@ -100,7 +109,11 @@ fn agrees_with_the_prototype_run_live() {
             .arg("--json")
             .output()
             .expect("python3 runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let theirs: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_agrees(&flow, &theirs);
     }

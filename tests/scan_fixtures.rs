@@ -93,7 +93,13 @@ fn oci_layout_scan_gives_exact_contents() {
     assert_eq!(inv.images.len(), 5, "the five tagged specs");
     assert!(inv.errors.is_empty(), "{:?}", inv.errors);
     for img in &inv.images {
-        assert_eq!(img.status, Status::Ok, "{:?}: {:?}", img.references, img.errors);
+        assert_eq!(
+            img.status,
+            Status::Ok,
+            "{:?}: {:?}",
+            img.references,
+            img.errors
+        );
     }
 
     // team A: Prefect 1.4.1 Docker storage on CPython 3.11, the real flow file
@@ -287,7 +293,10 @@ fn oci_layout_scan_gives_exact_contents() {
         .iter()
         .find(|d| d.name == "jinja2")
         .unwrap();
-    assert_eq!(venv_jinja.location, "/opt/venv/lib/python3.11/site-packages");
+    assert_eq!(
+        venv_jinja.location,
+        "/opt/venv/lib/python3.11/site-packages"
+    );
     let upgraded: BTreeSet<_> = packages(cc);
     assert!(upgraded.contains(&("base-files".into(), "12.4+deb12u6".into())));
     assert!(upgraded.contains(&("libc6".into(), "2.36-9+deb12u7".into())));
@@ -380,14 +389,21 @@ fn every_docker_save_shape_matches_the_oci_layout() {
                 .unwrap_or_else(|| panic!("{shape}: image {} missing", want.id));
             assert_eq!(got.status, Status::Ok, "{shape}: {:?}", got.errors);
             assert_eq!(got.references, want.references, "{shape}");
-            assert_eq!(got.contents, want.contents, "{shape}: {:?}", want.references);
+            assert_eq!(
+                got.contents, want.contents,
+                "{shape}: {:?}",
+                want.references
+            );
             let diff_ids = |i: &unsprawl::inventory::Image| -> Vec<String> {
                 i.layers.iter().map(|l| l.diff_id.clone()).collect()
             };
             assert_eq!(diff_ids(got), diff_ids(want), "{shape}");
             match shape {
                 "classic" => assert!(got.manifest_digest.is_none()),
-                _ => assert!(got.manifest_digest.is_some(), "{shape}: index.json gives it"),
+                _ => assert!(
+                    got.manifest_digest.is_some(),
+                    "{shape}: index.json gives it"
+                ),
             }
         }
     }
@@ -411,11 +427,7 @@ fn one_image_in_two_sources_is_one_entry_with_two_locations() {
     ok(&["demo", "-o", p(&out)]);
     let inv = read_inventory(&out.join("inventory.json"));
     let a = image(&inv, "registry.local:5000/team/flow-a:2023-01-01");
-    let kinds: Vec<&str> = a
-        .locations
-        .iter()
-        .map(|l| l.source.kind.as_str())
-        .collect();
+    let kinds: Vec<&str> = a.locations.iter().map(|l| l.source.kind.as_str()).collect();
     assert_eq!(kinds, vec!["archive", "oci-dir"]);
     assert_eq!(inv.images.len(), 5);
 }

@@ -1,8 +1,11 @@
 //! The on-disk layer cache: one JSON file of [`LayerFacts`] per diff_id.
 //!
-//! Trivy's model: the key is the diff_id (the same in every registry and engine) plus
-//! everything that changes the result, i.e. the analyser version and the limits. A
-//! periodic audit then reads only layers it has never seen. Entries are written to a
+//! Trivy's model: the key is a layer digest plus everything that changes the result, i.e.
+//! the analyser version and the limits. A periodic audit then reads only layers it has
+//! never seen. Facts are filed under the stored blob's digest (always verified when read)
+//! and, when the uncompressed content was hashed, under the diff_id too (the same in
+//! every registry and engine). An unverified diff_id claim is never a key, so one image
+//! with a lying config cannot change what another image is found to contain. Entries are written to a
 //! temporary file and renamed, so a killed scan never leaves a half-written entry, and
 //! an unreadable entry is treated as a miss.
 
@@ -37,21 +40,43 @@ impl LayerCache {
             .join("unsprawl")
     }
 
-    fn path(&self, diff_id: &str) -> Option<PathBuf> {
+    fn path(&self, digest: &str) -> Option<PathBuf> {
         // blob_key refuses anything that is not a well-formed digest, so a hostile
         // config cannot name a path outside the cache.
-        let key = blob_key(diff_id).ok()?;
+        let key = blob_key(digest).ok()?;
         Some(self.dir.join(key.replace('/', "-") + ".json"))
     }
 
-    pub fn get(&self, diff_id: &str) -> Option<LayerFacts> {
-        let bytes = std::fs::read(self.path(diff_id)?).ok()?;
-        let facts: LayerFacts = serde_json::from_slice(&bytes).ok()?;
-        (facts.diff_id == diff_id).then_some(facts)
+    /// Facts filed under a verified diff_id.
+    pub fn get_by_diff_id(&self, diff_id: &str) -> Option<LayerFacts> {
+        self.read(diff_id)
+            .filter(|f| f.diff_id_verified && f.diff_id == diff_id)
     }
 
-    pub fn put(&self, facts: &LayerFacts) -> std::io::Result<()> {
-        let Some(path) = self.path(&facts.diff_id) else {
+    /// Facts filed under a stored blob's digest.
+    pub fn get_by_digest(&self, digest: &str) -> Option<LayerFacts> {
+        self.read(digest)
+    }
+
+    fn read(&self, key: &str) -> Option<LayerFacts> {
+        let bytes = std::fs::read(self.path(key)?).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// File `facts` of a blob with this digest (if known) and, when verified, its diff_id.
+    pub fn put(&self, digest: Option<&str>, facts: &LayerFacts) -> std::io::Result<()> {
+        let mut keys: Vec<&str> = digest.into_iter().collect();
+        if facts.diff_id_verified && digest != Some(facts.diff_id.as_str()) {
+            keys.push(&facts.diff_id);
+        }
+        for key in keys {
+            self.write(key, facts)?;
+        }
+        Ok(())
+    }
+
+    fn write(&self, key: &str, facts: &LayerFacts) -> std::io::Result<()> {
+        let Some(path) = self.path(key) else {
             return Ok(());
         };
         let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;

@@ -2,7 +2,14 @@
 //! flows), keep only the few files that say what the image contains, and parse them.
 //!
 //! The result, [`LayerFacts`], depends only on the layer's bytes and the analyser version,
-//! so it is cached by diff_id and shared by every image that has the layer.
+//! so it is cached and shared by every image that has the layer.
+//!
+//! Integrity: the stored blob's digest is always checked (it is the content address the
+//! manifest names). The diff_id (digest of the uncompressed tar) costs a second SHA-256
+//! over every uncompressed byte, which for compressed layers is as much CPU as the
+//! decompression itself, so it is checked when it comes free (uncompressed layers) or
+//! when asked for (`verify_diff_id`). [`LayerFacts::diff_id_verified`] records which, and
+//! the cache only files facts under a diff_id that was verified.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read};
@@ -42,7 +49,10 @@ impl Default for Limits {
 /// What one layer holds that matters, keyed by normalized path (no leading `/` or `./`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LayerFacts {
+    /// The diff_id the image config claims for this layer.
     pub diff_id: String,
+    /// Whether the uncompressed content was hashed and matched `diff_id`.
+    pub diff_id_verified: bool,
     pub uncompressed_bytes: u64,
     pub entries: u64,
     pub files: BTreeMap<String, FileFact>,
@@ -130,6 +140,8 @@ pub struct Expected {
     /// The diff_id from the image config.
     pub diff_id: String,
     pub stored_bytes: u64,
+    /// Hash the uncompressed stream even when the layer is compressed.
+    pub verify_diff_id: bool,
 }
 
 /// The kinds of files worth reading.
@@ -354,7 +366,12 @@ pub fn analyse(
     let decoder = Decoder::sniff(BufReader::with_capacity(256 << 10, stored))?;
     let plain = decoder.is_plain();
     // a plain tar's diff_id is its stored digest: hash it once, not twice
-    let unpacked = Hashing::new(decoder, !(plain && expected.digest.is_some()));
+    let hash_unpacked = if plain {
+        expected.digest.is_none()
+    } else {
+        expected.verify_diff_id
+    };
+    let unpacked = Hashing::new(decoder, hash_unpacked);
     let limit = limits
         .ratio_floor_bytes
         .max(
@@ -373,6 +390,7 @@ pub fn analyse(
 
     let mut facts = LayerFacts {
         diff_id: expected.diff_id.clone(),
+        diff_id_verified: false,
         uncompressed_bytes: 0,
         entries: 0,
         files: BTreeMap::new(),
@@ -410,14 +428,15 @@ pub fn analyse(
         });
     }
     let diff_id = diff_digest.or(stored_digest.filter(|_| plain));
-    if let Some(got) = diff_id
-        && got != expected.diff_id
-    {
-        return Err(LayerError::DigestMismatch {
-            what: "diff_id",
-            expected: expected.diff_id.clone(),
-            actual: got,
-        });
+    if let Some(got) = diff_id {
+        if got != expected.diff_id {
+            return Err(LayerError::DigestMismatch {
+                what: "diff_id",
+                expected: expected.diff_id.clone(),
+                actual: got,
+            });
+        }
+        facts.diff_id_verified = true;
     }
     Ok(facts)
 }
@@ -622,5 +641,94 @@ mod tests {
             Some("usr/lib/os-release")
         );
         assert_eq!(resolve_link("a", "../../../b").as_deref(), Some("b"));
+    }
+
+    fn sample_layer() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut add = |path: &str, data: &[u8]| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            b.append_data(&mut h, path, data).unwrap();
+        };
+        add("etc/os-release", b"ID=debian\nVERSION_ID=\"12\"\n");
+        add(
+            "var/lib/dpkg/status",
+            b"Package: a\nStatus: install ok installed\nVersion: 1\n\n",
+        );
+        add(
+            "usr/lib/python3.11/site-packages/x-1.dist-info/METADATA",
+            b"Name: x\nVersion: 1\n",
+        );
+        add(
+            "usr/lib/python3.11/site-packages/x-1.dist-info/RECORD",
+            b"x/__init__.py,,3\n",
+        );
+        add(
+            "opt/prefect/flows/f.prefect",
+            b"{\"flow\": \"gASVCAAAAAAAAACMBHRlc3SULg==\"}",
+        );
+        let tar = b.into_inner().unwrap();
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut e, &tar).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn expected_for(blob: &[u8]) -> Expected {
+        Expected {
+            digest: None,
+            diff_id: "sha256:00".into(),
+            stored_bytes: blob.len() as u64,
+            verify_diff_id: false,
+        }
+    }
+
+    #[test]
+    fn sample_layer_is_read_whole() {
+        let blob = sample_layer();
+        let mut exp = expected_for(&blob);
+        exp.digest = Some(crate::scan::source::sha256_digest(&blob));
+        let f = analyse(blob.as_slice(), &exp, &Limits::default()).unwrap();
+        assert_eq!(f.files.len(), 5);
+        assert!(!f.diff_id_verified);
+        assert!(matches!(
+            f.files["opt/prefect/flows/f.prefect"],
+            FileFact::PrefectFlow { .. }
+        ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+
+        /// Damage a valid layer anywhere: the analysis may fail, but never panics or hangs.
+        #[test]
+        fn damaged_layers_never_panic(pos in 0usize..4096, byte in proptest::num::u8::ANY, cut in 0usize..4096) {
+            let mut blob = sample_layer();
+            let p = pos % blob.len();
+            blob[p] ^= byte | 1;
+            blob.truncate(blob.len() - cut % blob.len());
+            let _ = analyse(blob.as_slice(), &expected_for(&blob), &Limits::default());
+        }
+
+        /// Damage the tar itself (uncompressed), where headers and names live.
+        #[test]
+        fn damaged_tars_never_panic(pos in 0usize..8192, byte in proptest::num::u8::ANY) {
+            let blob = sample_layer();
+            let mut tar = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(blob.as_slice()), &mut tar).unwrap();
+            let p = pos % tar.len();
+            tar[p] ^= byte | 1;
+            let _ = analyse(tar.as_slice(), &expected_for(&tar), &Limits::default());
+        }
+
+        #[test]
+        fn metadata_parsers_never_panic(text in "\\PC{0,400}") {
+            let _ = python::parse_metadata(&text);
+            let _ = python::parse_record(&text);
+            let _ = python::parse_egg_requires(&text);
+            let _ = packages::parse_dpkg(&text);
+            let _ = packages::parse_apk(&text);
+            let _ = os_release::parse(&text);
+        }
     }
 }

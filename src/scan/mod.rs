@@ -45,6 +45,9 @@ pub struct ScanOptions {
     pub jobs: Option<usize>,
     /// Where compressed archives are unpacked for random access.
     pub temp_dir: PathBuf,
+    /// Hash every uncompressed layer and compare with the config's diff_id, even where
+    /// it costs a second SHA-256 pass (see [`layer`]).
+    pub verify_diff_ids: bool,
 }
 
 impl Default for ScanOptions {
@@ -54,6 +57,7 @@ impl Default for ScanOptions {
             cache_root: Some(LayerCache::default_root()),
             jobs: None,
             temp_dir: std::env::temp_dir(),
+            verify_diff_ids: false,
         }
     }
 }
@@ -167,6 +171,12 @@ fn read_config(f: &FoundImage) -> Result<(String, ParsedConfig), String> {
     Ok((digest, parsed))
 }
 
+/// Which blob a layer is read from: its stored digest when the source names one (it is
+/// verified on reading), else the diff_id (a plain tar, whose digest is its diff_id).
+fn job_key(l: &source::LayerRef, diff_id: &str) -> String {
+    l.digest.clone().unwrap_or_else(|| diff_id.to_string())
+}
+
 /// A layer to read: where its blob is and what it must hash to.
 struct LayerJob {
     store: Arc<dyn BlobStore>,
@@ -254,20 +264,21 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
         }
     }
 
-    // One job per distinct diff_id, from the first image that has it.
+    // One job per distinct blob, from the first image that has it.
     let mut jobs: BTreeMap<String, LayerJob> = BTreeMap::new();
     for r in by_id.values() {
         let (Some(c), Some(f)) = (&r.config, r.found.first()) else {
             continue;
         };
         for (l, diff_id) in f.layers.iter().zip(&c.diff_ids) {
-            jobs.entry(diff_id.clone()).or_insert_with(|| LayerJob {
+            jobs.entry(job_key(l, diff_id)).or_insert_with(|| LayerJob {
                 store: f.store.clone(),
                 key: l.key.clone(),
                 expected: Expected {
                     digest: l.digest.clone(),
                     diff_id: diff_id.clone(),
                     stored_bytes: l.size.or_else(|| f.store.size(&l.key).ok()).unwrap_or(0),
+                    verify_diff_id: opts.verify_diff_ids,
                 },
             });
         }
@@ -292,23 +303,31 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     };
     let mut facts: HashMap<String, Result<LayerFacts, String>> = HashMap::new();
     let mut todo = Vec::new();
-    for (diff_id, job) in jobs {
-        match cache.as_ref().and_then(|c| c.get(&diff_id)) {
+    for (key, job) in jobs {
+        let cached = cache.as_ref().and_then(|c| {
+            c.get_by_diff_id(&job.expected.diff_id).or_else(|| {
+                job.expected
+                    .digest
+                    .as_deref()
+                    .and_then(|d| c.get_by_digest(d))
+            })
+        });
+        match cached {
             Some(f) => {
                 stats.layers_from_cache += 1;
-                facts.insert(diff_id, Ok(f));
+                facts.insert(key, Ok(f));
             }
-            None => todo.push(job),
+            None => todo.push((key, job)),
         }
     }
     stats.layers_read = todo.len();
-    stats.bytes_read = todo.iter().map(|j| j.expected.stored_bytes).sum();
+    stats.bytes_read = todo.iter().map(|(_, j)| j.expected.stored_bytes).sum();
 
     // largest first, so one big layer does not start last and finish alone
-    todo.sort_by_key(|j| std::cmp::Reverse(j.expected.stored_bytes));
+    todo.sort_by_key(|(_, j)| std::cmp::Reverse(j.expected.stored_bytes));
     let analyse_all = || -> Vec<(String, Result<LayerFacts, String>)> {
         todo.par_iter()
-            .map(|job| {
+            .map(|(key, job)| {
                 let result = job
                     .store
                     .open(&job.key)
@@ -318,14 +337,11 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                     })
                     .and_then(|blob| layer::analyse(blob, &job.expected, &opts.limits));
                 if let (Ok(f), Some(c)) = (&result, &cache)
-                    && let Err(e) = c.put(f)
+                    && let Err(e) = c.put(job.expected.digest.as_deref(), f)
                 {
                     eprintln!("warning: cannot write layer cache entry: {e}");
                 }
-                (
-                    job.expected.diff_id.clone(),
-                    result.map_err(|e| e.to_string()),
-                )
+                (key.clone(), result.map_err(|e| e.to_string()))
             })
             .collect()
     };
@@ -383,8 +399,17 @@ fn assemble(r: Resolved, facts: &HashMap<String, Result<LayerFacts, String>>) ->
     let mut layers = Vec::new();
     let mut layer_facts = Vec::new();
     for (i, (l, diff_id)) in first.layers.iter().zip(&cfg.diff_ids).enumerate() {
-        let f = facts.get(diff_id);
+        let f = facts.get(&job_key(l, diff_id));
         match f {
+            // the same blob, verified for another image, hashes to something else
+            Some(Ok(f)) if f.diff_id_verified && f.diff_id != *diff_id => errors.push(Problem {
+                layer: Some(diff_id.clone()),
+                path: Some(l.key.clone()),
+                message: format!(
+                    "layer diff_id mismatch: the config claims {diff_id}, the content hashes to {}",
+                    f.diff_id
+                ),
+            }),
             Some(Ok(f)) => layer_facts.push(f),
             Some(Err(message)) => errors.push(Problem {
                 layer: Some(diff_id.clone()),
@@ -404,6 +429,9 @@ fn assemble(r: Resolved, facts: &HashMap<String, Result<LayerFacts, String>>) ->
         layers.push(Layer {
             digest: l.digest.clone().unwrap_or_else(|| diff_id.clone()),
             diff_id: diff_id.clone(),
+            diff_id_verified: f
+                .and_then(|f| f.as_ref().ok())
+                .is_some_and(|f| f.diff_id_verified && f.diff_id == *diff_id),
             media_type: l.media_type.clone(),
             stored_bytes: stored,
             uncompressed_bytes: f

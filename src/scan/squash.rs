@@ -300,6 +300,7 @@ mod tests {
     ) -> LayerFacts {
         LayerFacts {
             diff_id: id.into(),
+            diff_id_verified: true,
             uncompressed_bytes: 0,
             entries: 0,
             files: files.into_iter().map(|(p, f)| (p.to_string(), f)).collect(),

@@ -12,12 +12,11 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn unsprawl(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+    Command::new(env!("CARGO_BIN_EXE_unsprawl"))
         .args(args)
         .current_dir(repo())
         .output()
-        .expect("the unsprawl binary runs");
-    out
+        .expect("the unsprawl binary runs")
 }
 
 /// Run and insist on success, printing stderr otherwise.

@@ -1,0 +1,38 @@
+//! Snapshots of what a person sees: the demo's summary and the scan help text. A change
+//! here is a change of the user interface; review it with `cargo insta review`.
+
+mod common;
+
+use std::process::Command;
+
+fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the unsprawl binary runs")
+}
+
+#[test]
+fn demo_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = run_in(tmp.path(), &["demo", "-o", "out"]);
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+    // the demo's inventory is a valid v1 document with every image analysed
+    let inv = common::read_inventory(&tmp.path().join("out/inventory.json"));
+    assert!(
+        inv.images
+            .iter()
+            .all(|i| i.status == unsprawl::inventory::Status::Ok)
+    );
+    // a second run finds every layer in its cache
+    let again = run_in(tmp.path(), &["demo", "-o", "out"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(0 read, 18 from cache)"));
+}
+
+#[test]
+fn scan_help() {
+    let out = common::ok(&["scan", "oci-dir", "--help"]);
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}
