@@ -57,6 +57,51 @@ enum ScanSource {
         #[command(flatten)]
         opts: ScanArgs,
     },
+    /// Registries (`HOST[:PORT]`: every repository in its catalog) or single images
+    /// (`HOST[:PORT]/REPO:TAG`, `…@sha256:…`).
+    Registry {
+        #[arg(required = true, value_name = "HOST|REFERENCE")]
+        targets: Vec<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        opts: ScanArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RegistryArgs {
+    /// Repositories to scan, by name or glob (`team-*/**`); repeatable. Without it, the
+    /// catalog is listed (many hosted registries refuse that: then name them).
+    #[arg(long = "repo", value_name = "NAME|GLOB")]
+    repos: Vec<String>,
+    /// A file with one repository name or glob per line (`#` comments).
+    #[arg(long)]
+    repos_file: Option<PathBuf>,
+    /// Only tags matching this glob.
+    #[arg(long)]
+    tag_glob: Option<String>,
+    /// `os/arch`, or `all` (the default: every platform of a multi-arch index).
+    #[arg(long, default_value = "all")]
+    platform: String,
+    /// Talk HTTP, not HTTPS (loopback and lab registries).
+    #[arg(long)]
+    plain_http: bool,
+    /// Accept any TLS certificate.
+    #[arg(long)]
+    insecure: bool,
+    /// Requests in flight to one registry at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Catalog and tag page size (`n=`); default: the registry's.
+    #[arg(long, hide = true)]
+    page_size: Option<usize>,
+    /// Username (else from the Docker config, else anonymous).
+    #[arg(long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password or token from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
 }
 
 #[derive(Args, Clone)]
@@ -73,6 +118,9 @@ struct ScanArgs {
     /// Layers analysed at once (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Only images created within this long (`30d`, `12h`); older ones are not analysed.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    since: Option<std::time::Duration>,
     /// Leave `scanned_at` empty, for byte-identical output.
     #[arg(long)]
     no_timestamp: bool,
@@ -113,6 +161,10 @@ struct FixtureArgs {
     archive: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "classic")]
     shape: Shape,
+    /// Push to this registry (`host:port`) over plain HTTP, anonymously or with
+    /// `UNSPRAWL_PUSH_USER` / `UNSPRAWL_PUSH_PASSWORD`.
+    #[arg(long)]
+    push: Option<String>,
     /// Build only these specs (default: every spec with tags).
     names: Vec<String>,
 }
@@ -146,12 +198,84 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ScanSource::Archive { files, opts } => {
                     (files.into_iter().map(Input::Archive).collect(), opts)
                 }
+                ScanSource::Registry {
+                    targets,
+                    registry,
+                    opts,
+                } => (registry_inputs(&targets, &registry)?, opts),
             };
             run_scan(&inputs, &args)
         }
         Command::Demo { output } => demo(&output),
         Command::Fixtures(a) => build_fixtures(&a),
     }
+}
+
+/// Group targets by host into one input per registry.
+fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
+    use crate::scan::source::registry::{RegistryInput, auth::Credentials};
+    let mut repos = a.repos.clone();
+    if let Some(f) = &a.repos_file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+        repos.extend(
+            text.lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let platform = match a.platform.as_str() {
+        "all" => None,
+        p => {
+            let (os, arch) = p.split_once('/').with_context(|| {
+                format!("--platform {p:?}: expected os/arch (linux/amd64) or all")
+            })?;
+            Some((os.to_string(), arch.to_string()))
+        }
+    };
+    let password = if a.password_stdin {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_line(&mut s)
+            .context("cannot read the password from standard input")?;
+        Some(s.trim_end_matches(['\n', '\r']).to_string())
+    } else {
+        None
+    };
+    let mut by_host: Vec<RegistryInput> = Vec::new();
+    for t in targets {
+        let (host, reference) = match t.split_once('/') {
+            Some((h, r)) => (h.to_string(), Some(r.to_string())),
+            None => (t.clone(), None),
+        };
+        let idx = match by_host.iter().position(|r| r.host == host) {
+            Some(i) => i,
+            None => {
+                let mut r = RegistryInput::new(&host);
+                r.repos = repos.clone();
+                r.tag_glob = a.tag_glob.clone();
+                r.platform = platform.clone();
+                r.plain_http = a.plain_http;
+                r.insecure = a.insecure;
+                r.concurrency = a.concurrency.max(1);
+                r.page_size = a.page_size;
+                r.credentials = match (&a.username, &password) {
+                    (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
+                    _ => Credentials::from_docker_config(&host).map_err(anyhow::Error::msg)?,
+                };
+                by_host.push(r);
+                by_host.len() - 1
+            }
+        };
+        if let Some(r) = reference {
+            by_host[idx].references.push(r);
+        }
+    }
+    Ok(by_host
+        .into_iter()
+        .map(|r| Input::Registry(Box::new(r)))
+        .collect())
 }
 
 fn scan_options(a: &ScanArgs) -> ScanOptions {
@@ -175,6 +299,9 @@ fn scan_options(a: &ScanArgs) -> ScanOptions {
         jobs: a.jobs,
         temp_dir: std::env::temp_dir(),
         verify_diff_ids: a.verify_diff_ids,
+        since: a
+            .since
+            .and_then(|d| std::time::SystemTime::now().checked_sub(d)),
     }
 }
 
@@ -234,11 +361,19 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
         out.display()
     );
     for img in &inv.images {
-        let name = img
+        let mut name = img
             .references
             .first()
             .cloned()
             .unwrap_or_else(|| img.id.chars().take(19).collect());
+        if !img.platform.os.is_empty()
+            && (img.platform.os.as_str(), img.platform.architecture.as_str()) != ("linux", "amd64")
+        {
+            name.push_str(&format!(
+                " [{}/{}]",
+                img.platform.os, img.platform.architecture
+            ));
+        }
         let status = match img.status {
             Status::Ok => "ok",
             Status::Partial => "partial",
@@ -298,6 +433,26 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
             "  error   {}: {}",
             p.path.as_deref().unwrap_or("-"),
             p.message
+        );
+    }
+    if !stats.registry_requests.is_empty() {
+        let reqs: Vec<String> = stats
+            .registry_requests
+            .iter()
+            .map(|(m, n)| format!("{n} {m}"))
+            .collect();
+        let _ = writeln!(
+            e,
+            "registry requests besides blob downloads: {}",
+            reqs.join(", ")
+        );
+    }
+    for (host, rl) in &stats.rate_limits {
+        let _ = writeln!(
+            e,
+            "rate limit of {host}: {} (remaining {})",
+            rl.limit.as_deref().unwrap_or("?"),
+            rl.remaining.as_deref().unwrap_or("?")
         );
     }
 }
@@ -360,6 +515,16 @@ fn build_fixtures(a: &FixtureArgs) -> Result<ExitCode> {
             Shape::Containerd => fixture::ArchiveShape::Containerd,
         };
         fixture::write_docker_archive(file, &images, shape)?;
+    }
+    if let Some(host) = &a.push {
+        let auth = match (
+            std::env::var("UNSPRAWL_PUSH_USER"),
+            std::env::var("UNSPRAWL_PUSH_PASSWORD"),
+        ) {
+            (Ok(u), Ok(p)) => oci_client::secrets::RegistryAuth::Basic(u, p),
+            _ => oci_client::secrets::RegistryAuth::Anonymous,
+        };
+        fixture::push::push(&images, host, true, auth)?;
     }
     eprintln!("built {} images", images.len());
     Ok(ExitCode::SUCCESS)

@@ -35,6 +35,7 @@ pub const ANALYSER_VERSION: u32 = 1;
 pub enum Input {
     OciDir(PathBuf),
     Archive(PathBuf),
+    Registry(Box<source::registry::RegistryInput>),
 }
 
 pub struct ScanOptions {
@@ -48,6 +49,8 @@ pub struct ScanOptions {
     /// Hash every uncompressed layer and compare with the config's diff_id, even where
     /// it costs a second SHA-256 pass (see [`layer`]).
     pub verify_diff_ids: bool,
+    /// Skip images whose config says they were created before this time.
+    pub since: Option<std::time::SystemTime>,
 }
 
 impl Default for ScanOptions {
@@ -58,6 +61,7 @@ impl Default for ScanOptions {
             jobs: None,
             temp_dir: std::env::temp_dir(),
             verify_diff_ids: false,
+            since: None,
         }
     }
 }
@@ -66,6 +70,10 @@ impl Default for ScanOptions {
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ScanStats {
     pub images: usize,
+    /// Requests sent to registries, by method (`GET`, `HEAD`), not counting blob streams.
+    pub registry_requests: BTreeMap<String, u64>,
+    /// The last rate limit a registry announced (`ratelimit-limit`, `-remaining`).
+    pub rate_limits: Vec<(String, source::registry::http::RateLimit)>,
     pub unique_layers: usize,
     pub layers_from_cache: usize,
     pub layers_read: usize,
@@ -189,8 +197,39 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     let mut sources = Vec::new();
     let mut errors = Vec::new();
     let mut found = Vec::new();
+    let mut stats = ScanStats::default();
+    // registry walks own the runtime their blob streams run on: keep them to the end
+    let mut runtimes = Vec::new();
     for input in inputs {
         match input {
+            Input::Registry(r) => {
+                sources.push(SourceRef {
+                    kind: "registry".into(),
+                    location: r.host.clone(),
+                });
+                match source::registry::walk((**r).clone(), opts.cache_root.as_deref()) {
+                    Ok(w) => {
+                        found.extend(w.images);
+                        errors.extend(w.problems.into_iter().map(|p| Problem {
+                            layer: None,
+                            path: Some(p.what),
+                            message: p.message,
+                        }));
+                        for (m, n) in w.requests {
+                            *stats.registry_requests.entry(m).or_default() += n;
+                        }
+                        if w.rate_limit.limit.is_some() {
+                            stats.rate_limits.push((r.host.clone(), w.rate_limit));
+                        }
+                        runtimes.push(w.runtime);
+                    }
+                    Err(message) => errors.push(Problem {
+                        layer: None,
+                        path: Some(r.host.clone()),
+                        message,
+                    }),
+                }
+            }
             Input::OciDir(p) => {
                 let src = SourceRef {
                     kind: "oci-dir".into(),
@@ -264,6 +303,17 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
         }
     }
 
+    if let Some(since) = opts.since {
+        // an image without a readable `created` is kept: better scanned than silently lost
+        by_id.retain(|_, r| {
+            r.config
+                .as_ref()
+                .and_then(|c| c.created.as_deref())
+                .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+                .is_none_or(|t| t >= since)
+        });
+    }
+
     // One job per distinct blob, from the first image that has it.
     let mut jobs: BTreeMap<String, LayerJob> = BTreeMap::new();
     for r in by_id.values() {
@@ -279,6 +329,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                     diff_id: diff_id.clone(),
                     stored_bytes: l.size.or_else(|| f.store.size(&l.key).ok()).unwrap_or(0),
                     verify_diff_id: opts.verify_diff_ids,
+                    digest_checked_by_source: f.digest_checked_by_store,
                 },
             });
         }
@@ -297,10 +348,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                     None
                 }
             });
-    let mut stats = ScanStats {
-        unique_layers: jobs.len(),
-        ..ScanStats::default()
-    };
+    stats.unique_layers = jobs.len();
     let mut facts: HashMap<String, Result<LayerFacts, String>> = HashMap::new();
     let mut todo = Vec::new();
     for (key, job) in jobs {
@@ -359,6 +407,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
 
     let images: Vec<Image> = by_id.into_values().map(|r| assemble(r, &facts)).collect();
     stats.images = images.len();
+    drop(runtimes);
     let mut inv = Inventory::new(sources, images, errors);
     inv.scanned_at =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());

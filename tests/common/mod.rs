@@ -2,6 +2,8 @@
 //! `fixtures` command, run the binary, read what it wrote.
 #![allow(dead_code)]
 
+pub mod registry;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

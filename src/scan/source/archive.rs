@@ -116,6 +116,7 @@ pub fn open(path: &Path, temp_dir: &Path) -> Result<Opened, String> {
             config_digest: config_digest.clone(),
             layers: Vec::clone(&layers),
             store: store.clone(),
+            digest_checked_by_store: false,
         };
         if tags.is_empty() {
             images.push(make(None));

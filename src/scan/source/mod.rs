@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod oci_layout;
+pub mod registry;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -20,10 +21,19 @@ pub trait BlobStore: Send + Sync {
     fn exists(&self, key: &str) -> bool {
         self.size(key).is_ok()
     }
+    /// A small blob (manifest, index, config) whole; a store may serve it from a cache.
+    fn read_small(&self, key: &str) -> io::Result<Vec<u8>> {
+        read_small_from(self, key)
+    }
 }
 
 /// Read a small blob (a manifest, index or config) whole, refusing absurd sizes.
 pub fn read_small(store: &dyn BlobStore, key: &str) -> io::Result<Vec<u8>> {
+    store.read_small(key)
+}
+
+/// The plain way to read a small blob: open it and read it, refusing absurd sizes.
+pub fn read_small_from<S: BlobStore + ?Sized>(store: &S, key: &str) -> io::Result<Vec<u8>> {
     const MAX: u64 = 16 << 20;
     let size = store.size(key)?;
     if size > MAX {
@@ -110,6 +120,9 @@ pub struct FoundImage {
     pub config_digest: Option<String>,
     pub layers: Vec<LayerRef>,
     pub store: Arc<dyn BlobStore>,
+    /// The store itself verifies each blob against its digest (oci-client does), so the
+    /// layer reader need not hash the stored bytes again.
+    pub digest_checked_by_store: bool,
 }
 
 /// Something a source could not make sense of, outside any one image.

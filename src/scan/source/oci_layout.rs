@@ -214,6 +214,7 @@ impl Walker {
             config_digest: Some(config_digest),
             layers,
             store: self.store.clone(),
+            digest_checked_by_store: false,
         });
     }
 }

@@ -1,0 +1,157 @@
+//! Credentials for a registry and the challenges it answers with.
+//!
+//! Credentials come from `--username` + `--password-stdin`, else from the Docker client's
+//! config (`~/.docker/config.json` or `$DOCKER_CONFIG`: `auths`, `credsStore`,
+//! `credHelpers`, read by the `docker_credential` crate). They are kept in memory only and
+//! never printed: `Debug` shows the username alone.
+
+use base64::Engine;
+
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, ****)", self.username)
+    }
+}
+
+impl Credentials {
+    pub fn new(username: String, password: String) -> Self {
+        Credentials { username, password }
+    }
+
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    pub fn basic_header(&self) -> String {
+        let raw = format!("{}:{}", self.username, self.password);
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(raw)
+        )
+    }
+
+    /// What the Docker client would use for `host`, if anything.
+    pub fn from_docker_config(host: &str) -> Result<Option<Self>, String> {
+        // Docker Hub's credentials are filed under its index URL
+        let key = if matches!(
+            host,
+            "docker.io" | "registry-1.docker.io" | "index.docker.io"
+        ) {
+            "https://index.docker.io/v1/"
+        } else {
+            host
+        };
+        match docker_credential::get_credential(key) {
+            Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
+                Ok(Some(Credentials::new(u, p)))
+            }
+            Ok(docker_credential::DockerCredential::IdentityToken(_)) => Err(format!(
+                "the Docker config holds an identity token for {host}, which unsprawl cannot use yet; \
+                 pass --username and --password-stdin"
+            )),
+            Err(docker_credential::CredentialRetrievalError::NoCredentialConfigured)
+            | Err(docker_credential::CredentialRetrievalError::ConfigNotFound)
+            | Err(docker_credential::CredentialRetrievalError::ConfigReadError) => Ok(None),
+            Err(e) => Err(format!("cannot read Docker credentials for {host}: {e}")),
+        }
+    }
+}
+
+/// A parsed `WWW-Authenticate` header.
+#[derive(Debug, PartialEq)]
+pub enum Challenge {
+    Bearer {
+        realm: String,
+        service: Option<String>,
+        scope: Option<String>,
+    },
+    Basic,
+}
+
+impl Challenge {
+    pub fn parse(header: &str) -> Option<Self> {
+        let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return Some(Challenge::Basic);
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let mut realm = None;
+        let mut service = None;
+        let mut scope = None;
+        for (k, v) in split_params(params) {
+            match k.to_ascii_lowercase().as_str() {
+                "realm" => realm = Some(v),
+                "service" => service = Some(v),
+                "scope" => scope = Some(v),
+                _ => {}
+            }
+        }
+        Some(Challenge::Bearer {
+            realm: realm?,
+            service,
+            scope,
+        })
+    }
+}
+
+/// `k="v",k2="v,2",k3=v3` with commas allowed inside quotes.
+fn split_params(s: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some(eq) = rest.find('=') else { break };
+        let key = rest[..eq].trim().trim_start_matches(',').trim().to_string();
+        rest = &rest[eq + 1..];
+        let value;
+        if let Some(r) = rest.strip_prefix('"') {
+            let end = r.find('"').unwrap_or(r.len());
+            value = r[..end].to_string();
+            rest = r.get(end + 1..).unwrap_or("");
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        rest = rest.trim_start_matches([',', ' ']);
+        out.push((key, value));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_challenges() {
+        assert_eq!(
+            Challenge::parse(
+                r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/ubuntu:pull,push""#
+            ),
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into()),
+                scope: Some("repository:library/ubuntu:pull,push".into()),
+            })
+        );
+        assert_eq!(
+            Challenge::parse(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
+        assert_eq!(Challenge::parse("Negotiate x"), None);
+    }
+
+    #[test]
+    fn debug_hides_the_password() {
+        let c = Credentials::new("bot".into(), "s3cret".into());
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,584 @@
+//! A whole OCI registry as a source: repositories (catalog or a given list), their tags,
+//! every platform manifest behind each tag, then the usual layer analysis.
+//!
+//! Requests, cheapest first: tags are listed; each tag's manifest digest is learned with
+//! a `HEAD` (not counted as a pull by Docker Hub); a manifest is fetched (`GET`) only
+//! when its digest is not in the content-addressed manifest cache. Configs are cached the
+//! same way and layers through the layer cache, so a re-scan of an unchanged registry
+//! sends only listing and `HEAD` requests.
+
+pub mod auth;
+pub mod http;
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use globset::{Glob, GlobMatcher};
+use oci_spec::image::{ImageIndex, ImageManifest};
+use reqwest::Method;
+use url::Url;
+
+use super::{FoundImage, LayerRef, SourceProblem, sha256_digest};
+use crate::inventory::SourceRef;
+use auth::Credentials;
+use http::{Http, HttpError, MANIFEST_ACCEPT, RetryPolicy};
+use store::{RepoStore, Shared};
+
+const INDEX_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+const CONFIG_TYPES: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// What to scan in one registry.
+#[derive(Debug, Clone)]
+pub struct RegistryInput {
+    /// `host[:port]`
+    pub host: String,
+    /// Exact references inside the registry: `repo:tag` or `repo@sha256:…`.
+    pub references: Vec<String>,
+    /// Repository names or globs (`team-*/**`); empty = every repository in the catalog.
+    pub repos: Vec<String>,
+    pub tag_glob: Option<String>,
+    /// `(os, architecture)`; `None` = every platform.
+    pub platform: Option<(String, String)>,
+    pub plain_http: bool,
+    pub insecure: bool,
+    pub credentials: Option<Credentials>,
+    /// Requests in flight to this registry at once.
+    pub concurrency: usize,
+    /// `n=` for catalog and tag pages (`None`: the registry's default).
+    pub page_size: Option<usize>,
+    pub retry: RetryPolicy,
+}
+
+impl RegistryInput {
+    pub fn new(host: &str) -> Self {
+        RegistryInput {
+            host: host.to_string(),
+            references: Vec::new(),
+            repos: Vec::new(),
+            tag_glob: None,
+            platform: None,
+            plain_http: false,
+            insecure: false,
+            credentials: None,
+            concurrency: 4,
+            page_size: None,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// What a registry walk found, and what it cost.
+pub struct Walk {
+    pub images: Vec<FoundImage>,
+    pub problems: Vec<SourceProblem>,
+    /// Requests sent by method (`GET`, `HEAD`), for the summary and the tests.
+    pub requests: HashMap<String, u64>,
+    pub rate_limit: http::RateLimit,
+    /// Keeps the runtime that layer streams use alive as long as the images.
+    pub runtime: Arc<tokio::runtime::Runtime>,
+}
+
+/// Write a cache file via a temporary file and rename; a failure only loses the entry.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) {
+    let Some(dir) = path.parent() else { return };
+    if std::fs::create_dir_all(dir).is_err() {
+        return;
+    }
+    if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir)
+        && std::io::Write::write_all(&mut tmp, bytes).is_ok()
+    {
+        let _ = tmp.persist(path);
+    }
+}
+
+struct Walker {
+    input: RegistryInput,
+    http: Http,
+    shared: Arc<Shared>,
+    manifest_dir: Option<PathBuf>,
+    stores: Mutex<HashMap<String, Arc<RepoStore>>>,
+    source: SourceRef,
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, String> {
+    Glob::new(pattern)
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("{pattern:?} is not a valid glob: {e}"))
+}
+
+fn has_glob_chars(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// Walk a registry. `cache_root` holds the manifest and config caches (`None`: no cache).
+pub fn walk(input: RegistryInput, cache_root: Option<&Path>) -> Result<Walk, String> {
+    let runtime = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the I/O runtime: {e}"))?,
+    );
+    let scheme = if input.plain_http { "http" } else { "https" };
+    let base = Url::parse(&format!("{scheme}://{}/", input.host))
+        .map_err(|e| format!("{:?} is not a registry host: {e}", input.host))?;
+    let http = Http::new(
+        base,
+        input.credentials.clone(),
+        input.concurrency,
+        input.retry.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let client = oci_client::Client::new(oci_client::client::ClientConfig {
+        protocol: if input.plain_http {
+            oci_client::client::ClientProtocol::Http
+        } else {
+            oci_client::client::ClientProtocol::Https
+        },
+        accept_invalid_certificates: input.insecure,
+        max_concurrent_download: input.concurrency.max(1),
+        connect_timeout: Some(std::time::Duration::from_secs(10)),
+        read_timeout: Some(std::time::Duration::from_secs(60)),
+        ..Default::default()
+    });
+    let auth = match &input.credentials {
+        Some(c) => {
+            oci_client::secrets::RegistryAuth::Basic(c.username.clone(), c.password().to_string())
+        }
+        None => oci_client::secrets::RegistryAuth::Anonymous,
+    };
+    runtime.block_on(client.store_auth_if_needed(&input.host, &auth));
+    let registry_dir = cache_root.map(|r| r.join("registry"));
+    let shared = Arc::new(Shared {
+        client,
+        runtime: runtime.handle().clone(),
+        registry: input.host.clone(),
+        small_blob_dir: registry_dir.as_ref().map(|d| d.join("blobs")),
+        retry_tries: input.retry.max_tries,
+    });
+    let source = SourceRef {
+        kind: "registry".into(),
+        location: input.host.clone(),
+    };
+    let walker = Walker {
+        http,
+        shared,
+        manifest_dir: registry_dir.map(|d| d.join("manifests")),
+        stores: Mutex::new(HashMap::new()),
+        source,
+        input,
+    };
+    let (images, problems) = runtime.block_on(walker.run())?;
+    let requests = walker.http.sent.lock().expect("counter lock").clone();
+    let rate_limit = walker
+        .http
+        .rate_limit
+        .lock()
+        .expect("rate limit lock")
+        .clone();
+    Ok(Walk {
+        images,
+        problems,
+        requests,
+        rate_limit,
+        runtime,
+    })
+}
+
+/// One tag or digest to resolve: `(repository, tag-or-digest)`.
+type Target = (String, String);
+
+impl Walker {
+    fn url(&self, path: &str) -> Url {
+        self.http
+            .base
+            .join(path)
+            .expect("registry paths are valid URLs")
+    }
+
+    fn store(&self, repo: &str) -> Arc<RepoStore> {
+        self.stores
+            .lock()
+            .expect("stores lock")
+            .entry(repo.to_string())
+            .or_insert_with(|| {
+                Arc::new(RepoStore {
+                    shared: self.shared.clone(),
+                    repository: repo.to_string(),
+                    known: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone()
+    }
+
+    async fn run(&self) -> Result<(Vec<FoundImage>, Vec<SourceProblem>), String> {
+        let mut problems = Vec::new();
+        let targets: Vec<Target> = if self.input.references.is_empty() {
+            let repos = self.repositories().await?;
+            let tag_glob = self.input.tag_glob.as_deref().map(glob).transpose()?;
+            let listed = futures_util::future::join_all(repos.iter().map(|r| self.tags(r))).await;
+            let mut t = Vec::new();
+            for (repo, tags) in repos.iter().zip(listed) {
+                match tags {
+                    Ok(tags) => t.extend(
+                        tags.into_iter()
+                            .filter(|tag| tag_glob.as_ref().is_none_or(|g| g.is_match(tag)))
+                            .map(|tag| (repo.clone(), tag)),
+                    ),
+                    Err(e) => problems.push(SourceProblem {
+                        what: format!("{}/{repo}", self.input.host),
+                        message: format!("cannot list tags: {e}"),
+                    }),
+                }
+            }
+            t
+        } else {
+            self.input
+                .references
+                .iter()
+                .map(|r| split_reference(r))
+                .collect::<Result<_, _>>()?
+        };
+
+        let resolved =
+            futures_util::future::join_all(targets.iter().map(|t| self.resolve(t))).await;
+        let mut images = Vec::new();
+        for ((repo, tag), r) in targets.iter().zip(resolved) {
+            match r {
+                Ok((found, skipped)) => {
+                    images.extend(found);
+                    problems.extend(skipped);
+                }
+                Err(message) => problems.push(SourceProblem {
+                    what: reference_name(&self.input.host, repo, tag),
+                    message,
+                }),
+            }
+        }
+        Ok((images, problems))
+    }
+
+    /// The repositories to scan: as given, or from the catalog filtered by globs.
+    async fn repositories(&self) -> Result<Vec<String>, String> {
+        let exact =
+            !self.input.repos.is_empty() && !self.input.repos.iter().any(|r| has_glob_chars(r));
+        if exact {
+            return Ok(self.input.repos.clone());
+        }
+        let globs: Vec<GlobMatcher> = self
+            .input
+            .repos
+            .iter()
+            .map(|r| glob(r))
+            .collect::<Result<_, _>>()?;
+        let mut url = self.url("/v2/_catalog");
+        if let Some(n) = self.input.page_size {
+            url.query_pairs_mut().append_pair("n", &n.to_string());
+        }
+        #[derive(serde::Deserialize)]
+        struct Catalog {
+            #[serde(default)]
+            repositories: Option<Vec<String>>,
+        }
+        let all = self
+            .http
+            .paged(url, "registry:catalog:*", |body| {
+                serde_json::from_slice::<Catalog>(body)
+                    .map(|c| c.repositories.unwrap_or_default())
+                    .map_err(|e| format!("the catalog is not valid JSON: {e}"))
+            })
+            .await
+            .map_err(|e| match e {
+                HttpError::Status { status: 401 | 403 | 404, .. } | HttpError::Unauthorized { .. } => format!(
+                    "{e}\n  this registry does not list its repositories (_catalog); name them with --repo or --repos-file"
+                ),
+                e => e.to_string(),
+            })?;
+        let set: BTreeSet<String> = all
+            .into_iter()
+            .filter(|r| globs.is_empty() || globs.iter().any(|g| g.is_match(r)))
+            .collect();
+        Ok(set.into_iter().collect())
+    }
+
+    async fn tags(&self, repo: &str) -> Result<Vec<String>, HttpError> {
+        let mut url = self.url(&format!("/v2/{repo}/tags/list"));
+        if let Some(n) = self.input.page_size {
+            url.query_pairs_mut().append_pair("n", &n.to_string());
+        }
+        #[derive(serde::Deserialize)]
+        struct Tags {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        self.http
+            .paged(url, &format!("repository:{repo}:pull"), |body| {
+                serde_json::from_slice::<Tags>(body)
+                    .map(|t| t.tags.unwrap_or_default())
+                    .map_err(|e| format!("the tag list is not valid JSON: {e}"))
+            })
+            .await
+    }
+
+    fn cached_manifest(&self, digest: &str) -> Option<Vec<u8>> {
+        let p = self.manifest_path(digest)?;
+        let bytes = std::fs::read(p).ok()?;
+        (sha256_digest(&bytes) == digest).then_some(bytes)
+    }
+
+    fn manifest_path(&self, digest: &str) -> Option<PathBuf> {
+        let key = super::blob_key(digest).ok()?;
+        Some(self.manifest_dir.as_ref()?.join(key.replace('/', "-")))
+    }
+
+    /// The manifest a tag or digest names: `HEAD` for the digest, then the cache or a `GET`.
+    async fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String, String), String> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let scope = format!("repository:{repo}:pull");
+        let is_digest = reference.contains(':');
+        let head_digest = if is_digest {
+            Some(reference.to_string())
+        } else {
+            let res = self
+                .http
+                .request(Method::HEAD, url.clone(), &scope, Some(MANIFEST_ACCEPT))
+                .await
+                .map_err(|e| e.to_string())?;
+            if !res.status.is_success() {
+                return Err(format!(
+                    "manifest HEAD answered HTTP {}",
+                    res.status.as_u16()
+                ));
+            }
+            res.headers
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        if let Some(d) = &head_digest
+            && let Some(bytes) = self.cached_manifest(d)
+        {
+            let media = media_type_of(&bytes);
+            return Ok((bytes, d.clone(), media));
+        }
+        let res = self
+            .http
+            .request(Method::GET, url, &scope, Some(MANIFEST_ACCEPT))
+            .await
+            .map_err(|e| e.to_string())?;
+        if !res.status.is_success() {
+            return Err(format!(
+                "manifest GET answered HTTP {}",
+                res.status.as_u16()
+            ));
+        }
+        let bytes = res.body.to_vec();
+        let got = sha256_digest(&bytes);
+        if let Some(want) = &head_digest
+            && want.starts_with("sha256:")
+            && *want != got
+        {
+            return Err(format!(
+                "manifest hashes to {got}, but the registry names it {want}"
+            ));
+        }
+        let media = res
+            .headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
+            .filter(|s| !s.is_empty() && s != "application/json")
+            .unwrap_or_else(|| media_type_of(&bytes));
+        if let Some(p) = self.manifest_path(&got) {
+            write_atomically(&p, &bytes);
+        }
+        Ok((bytes, got, media))
+    }
+
+    /// Every image behind one tag (one per platform for an index), plus what was skipped.
+    async fn resolve(
+        &self,
+        (repo, tag): &Target,
+    ) -> Result<(Vec<FoundImage>, Vec<SourceProblem>), String> {
+        let name = reference_name(&self.input.host, repo, tag);
+        let (bytes, digest, media) = self.manifest(repo, tag).await?;
+        if media.contains("distribution.manifest.v1")
+            || serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .is_some_and(|v| v.get("schemaVersion") == Some(&serde_json::json!(1)))
+        {
+            return Ok((
+                Vec::new(),
+                vec![SourceProblem {
+                    what: name,
+                    message: "legacy Docker schema 1 manifest: not analysed (re-push the image to convert it)".into(),
+                }],
+            ));
+        }
+        let mut problems = Vec::new();
+        let mut images = Vec::new();
+        if INDEX_TYPES.contains(&media.as_str()) {
+            let index: ImageIndex = serde_json::from_slice(&bytes)
+                .map_err(|e| format!("index {digest} is invalid: {e}"))?;
+            for d in index.manifests() {
+                if skip_descriptor(d, self.input.platform.as_ref()) {
+                    continue;
+                }
+                let child = d.digest().to_string();
+                match self.manifest(repo, &child).await {
+                    Ok((b, cd, _)) => match self.image(repo, &name, &b, &cd) {
+                        Ok(Some(i)) => images.push(i),
+                        Ok(None) => {}
+                        Err(message) => problems.push(SourceProblem {
+                            what: format!("{name} ({child})"),
+                            message,
+                        }),
+                    },
+                    Err(message) => problems.push(SourceProblem {
+                        what: format!("{name} ({child})"),
+                        message,
+                    }),
+                }
+            }
+        } else if let Some(i) = self.image(repo, &name, &bytes, &digest)? {
+            images.push(i);
+        }
+        Ok((images, problems))
+    }
+
+    /// A found image from an image manifest (`None` for artifacts that are not images).
+    fn image(
+        &self,
+        repo: &str,
+        name: &str,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Option<FoundImage>, String> {
+        let m: ImageManifest = serde_json::from_slice(bytes)
+            .map_err(|e| format!("manifest {digest} is invalid: {e}"))?;
+        let config_type = m.config().media_type().to_string();
+        if !CONFIG_TYPES.contains(&config_type.as_str()) {
+            return Ok(None);
+        }
+        let store = self.store(repo);
+        let mut known = store.known.lock().expect("store lock");
+        let config_digest = m.config().digest().to_string();
+        super::blob_key(&config_digest)?;
+        known.insert(config_digest.clone(), (m.config().size(), config_type));
+        let mut layers = Vec::new();
+        for l in m.layers() {
+            let ld = l.digest().to_string();
+            super::blob_key(&ld)?;
+            let mt = l.media_type().to_string();
+            if mt.contains("foreign") || mt.contains("nondistributable") {
+                return Err(format!(
+                    "layer {ld} is a foreign (non-distributable) layer ({mt}): Windows images are not analysed"
+                ));
+            }
+            known.insert(ld.clone(), (l.size(), mt.clone()));
+            layers.push(LayerRef {
+                key: ld.clone(),
+                digest: Some(ld),
+                media_type: mt,
+                size: Some(l.size()),
+            });
+        }
+        drop(known);
+        Ok(Some(FoundImage {
+            source: self.source.clone(),
+            reference: Some(name.to_string()),
+            manifest_digest: Some(digest.to_string()),
+            config_key: config_digest.clone(),
+            config_digest: Some(config_digest),
+            layers,
+            store,
+            digest_checked_by_store: true,
+        }))
+    }
+}
+
+fn skip_descriptor(d: &oci_spec::image::Descriptor, want: Option<&(String, String)>) -> bool {
+    let attestation = d
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get("vnd.docker.reference.type"))
+        .is_some_and(|t| t == "attestation-manifest");
+    let platform = d
+        .platform()
+        .as_ref()
+        .map(|p| (p.os().to_string(), p.architecture().to_string()));
+    let unknown = platform
+        .as_ref()
+        .is_some_and(|(o, a)| o == "unknown" && a == "unknown");
+    let filtered = match (want, &platform) {
+        (Some(w), Some(p)) => w != p,
+        _ => false,
+    };
+    attestation || unknown || filtered
+}
+
+/// The media type a manifest declares inside itself (registries may not send one).
+fn media_type_of(bytes: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if let Some(m) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return m.to_string();
+    }
+    if v.get("manifests").is_some() {
+        INDEX_TYPES[0].to_string()
+    } else {
+        "application/vnd.oci.image.manifest.v1+json".to_string()
+    }
+}
+
+/// `repo:tag` or `repo@sha256:…` → `(repo, tag-or-digest)`.
+pub fn split_reference(r: &str) -> Result<Target, String> {
+    if let Some((repo, digest)) = r.split_once('@') {
+        return Ok((repo.to_string(), digest.to_string()));
+    }
+    let slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match r[slash..].rfind(':') {
+        Some(i) => Ok((r[..slash + i].to_string(), r[slash + i + 1..].to_string())),
+        None => Ok((r.to_string(), "latest".to_string())),
+    }
+}
+
+fn reference_name(host: &str, repo: &str, tag: &str) -> String {
+    if tag.contains(':') {
+        format!("{host}/{repo}@{tag}")
+    } else {
+        format!("{host}/{repo}:{tag}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_references() {
+        assert_eq!(
+            split_reference("team/app:1").unwrap(),
+            ("team/app".into(), "1".into())
+        );
+        assert_eq!(
+            split_reference("team/app").unwrap(),
+            ("team/app".into(), "latest".into())
+        );
+        assert_eq!(
+            split_reference("app@sha256:abc").unwrap(),
+            ("app".into(), "sha256:abc".into())
+        );
+    }
+}

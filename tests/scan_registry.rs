@@ -1,0 +1,378 @@
+//! End to end against a real CNCF distribution registry (started per test on a free
+//! loopback port): the same analysis as from an OCI layout, pagination, multi-arch,
+//! both media type families, each kind of auth, throttling, a registry dying mid-scan,
+//! and a warm re-scan that sends only listing and manifest `HEAD` requests.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::registry::{Auth, Proxy, ProxyMode, Registry, push_fixtures};
+use common::*;
+use unsprawl::inventory::{Image, Inventory, Status};
+
+const SPECS: &[&str] = &["fixtures/registry"];
+
+fn scan(args: &[&str], password: Option<&str>) -> (std::process::Output, Option<Inventory>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("inv.json");
+    let mut all = vec!["scan", "registry"];
+    all.extend(args);
+    all.extend(["-o", p(&out_path), "--plain-http"]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args(&all)
+        .current_dir(repo())
+        .env("DOCKER_CONFIG", tmp.path()) // no credentials from this machine's docker login
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(pw) = password {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{pw}\n").as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let inv = out_path.exists().then(|| read_inventory(&out_path));
+    (out, inv)
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Contents by (config digest) of an OCI-layout scan of the same fixtures: the reference.
+fn layout_scan(names: &[&str]) -> BTreeMap<String, Image> {
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    build_fixtures(SPECS, &["--oci", p(&oci)], names);
+    let out = tmp.path().join("inv.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&out)]);
+    read_inventory(&out)
+        .images
+        .into_iter()
+        .map(|i| (i.id.clone(), i))
+        .collect()
+}
+
+#[test]
+fn anonymous_registry_matches_the_layout_with_pagination_multiarch_and_docker_types() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(&reg.host(), SPECS, &[], None);
+    let want = layout_scan(&[]);
+    // n=2 forces several catalog and tag pages, followed through relative Link headers
+    let (o, inv) = scan(&[&reg.host(), "--no-cache", "--page-size", "2"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = inv.unwrap();
+    assert!(inv.errors.is_empty(), "{:?}", inv.errors);
+    assert_eq!(inv.images.len(), want.len(), "every image, every platform");
+    for img in &inv.images {
+        let w = &want[&img.id];
+        assert_eq!(
+            img.status,
+            Status::Ok,
+            "{:?} {:?}",
+            img.references,
+            img.errors
+        );
+        assert_eq!(img.contents, w.contents, "{:?}", img.references);
+        assert_eq!(img.platform, w.platform);
+        assert!(img.references.iter().all(|r| r.starts_with(&reg.host())));
+        assert_eq!(img.locations[0].source.kind, "registry");
+    }
+    let multi: Vec<&Image> = inv
+        .images
+        .iter()
+        .filter(|i| {
+            i.references
+                .iter()
+                .any(|r| r.ends_with("/platform/multi:1.0"))
+        })
+        .collect();
+    let mut arches: Vec<&str> = multi
+        .iter()
+        .map(|i| i.platform.architecture.as_str())
+        .collect();
+    arches.sort();
+    assert_eq!(arches, vec!["amd64", "arm64"], "attestations are skipped");
+    let docker = inv
+        .images
+        .iter()
+        .find(|i| {
+            i.references
+                .iter()
+                .any(|r| r.ends_with("/legacy/docker-v2:old"))
+        })
+        .unwrap();
+    assert_eq!(
+        docker.layers[0].media_type,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let b = inv
+        .images
+        .iter()
+        .find(|i| {
+            i.references
+                .iter()
+                .any(|r| r.ends_with("/team-b/flow-a:latest"))
+        })
+        .unwrap();
+    assert_eq!(
+        b.references.len(),
+        2,
+        "both tags of one manifest are one image"
+    );
+
+    // one platform only, one repository glob, one tag glob
+    let (o, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--platform",
+            "linux/arm64",
+            "--repo",
+            "platform/*",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = inv.unwrap();
+    assert_eq!(inv.images.len(), 1);
+    assert_eq!(inv.images[0].platform.architecture, "arm64");
+    let (_, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--repo",
+            "team*/**",
+            "--tag-glob",
+            "2022*",
+        ],
+        None,
+    );
+    let refs: Vec<String> = inv
+        .unwrap()
+        .images
+        .iter()
+        .flat_map(|i| i.references.clone())
+        .collect();
+    assert_eq!(refs.len(), 1, "only the matching tag: {refs:?}");
+    assert!(refs[0].ends_with("/team-b/flow-a:2022-06-30"), "{refs:?}");
+
+    // single references, one of them missing
+    let host = reg.host();
+    let good = format!("{host}/team/flow-a:2023-01-01");
+    let missing = format!("{host}/team/nope:1");
+    let (o, inv) = scan(&[&good, &missing, "--no-cache"], None);
+    assert!(o.status.success());
+    let inv = inv.unwrap();
+    assert_eq!(inv.images.len(), 1);
+    assert_eq!(inv.errors.len(), 1);
+    assert_eq!(inv.errors[0].path.as_deref(), Some(missing.as_str()));
+}
+
+#[test]
+fn warm_rescan_sends_only_listing_and_manifest_head_requests() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(
+        &reg.host(),
+        &[],
+        &["team-a-flow-a", "team-b-flow-a-py310"],
+        None,
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let cold = Proxy::start(reg.port, ProxyMode::Pass);
+    let (o, _) = scan(&[&cold.host(), "--cache-dir", p(cache.path())], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        cold.paths().iter().any(|(_, p)| p.contains("/blobs/")),
+        "the cold scan reads blobs"
+    );
+
+    let warm = Proxy::start(reg.port, ProxyMode::Pass);
+    let (o, inv) = scan(&[&warm.host(), "--cache-dir", p(cache.path())], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("(0 read,"), "{}", stderr(&o));
+    assert!(inv.unwrap().images.iter().all(|i| i.status == Status::Ok));
+    for (method, path) in warm.paths() {
+        let listing =
+            method == "GET" && (path.starts_with("/v2/_catalog") || path.contains("/tags/list"));
+        let manifest_head = method == "HEAD" && path.contains("/manifests/");
+        assert!(
+            listing || manifest_head || path == "/v2/",
+            "warm scan sent {method} {path}"
+        );
+    }
+}
+
+#[test]
+fn basic_auth_with_password_stdin_and_wrong_credentials() {
+    let reg = Registry::start(Auth::Basic {
+        user: "ci".into(),
+        password: "hunter2-basic".into(),
+    });
+    push_fixtures(
+        &reg.host(),
+        &[],
+        &["team-a-flow-a"],
+        Some(("ci", "hunter2-basic")),
+    );
+    let (o, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--username",
+            "ci",
+            "--password-stdin",
+        ],
+        Some("hunter2-basic"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = inv.unwrap();
+    assert_eq!(inv.images.len(), 1);
+    assert_eq!(inv.images[0].status, Status::Ok);
+
+    let (o, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--username",
+            "ci",
+            "--password-stdin",
+        ],
+        Some("wrong-pass-xyz"),
+    );
+    let text = stderr(&o);
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains("wrong-pass-xyz"), "no secret in errors");
+    let json = serde_json::to_string(&inv.unwrap()).unwrap();
+    assert!(
+        !json.contains("wrong-pass-xyz"),
+        "no secret in the inventory"
+    );
+
+    let (o, _) = scan(&[&reg.host(), "--no-cache"], None);
+    assert!(
+        stderr(&o).contains("asks for credentials"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn token_auth_with_catalog_scope() {
+    let reg = Registry::start(Auth::Token {
+        user: "robot".into(),
+        password: "t0ken-pass".into(),
+    });
+    push_fixtures(
+        &reg.host(),
+        &[],
+        &["team-a-flow-a", "tools-alpine"],
+        Some(("robot", "t0ken-pass")),
+    );
+    let (o, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--username",
+            "robot",
+            "--password-stdin",
+        ],
+        Some("t0ken-pass"),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = inv.unwrap();
+    assert_eq!(inv.images.len(), 2, "{:?}", inv.errors);
+    assert!(
+        inv.images.iter().all(|i| i.status == Status::Ok),
+        "{:?}",
+        inv.images.iter().map(|i| &i.errors).collect::<Vec<_>>()
+    );
+
+    let (o, _) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--username",
+            "robot",
+            "--password-stdin",
+        ],
+        Some("bad-t0ken"),
+    );
+    let text = stderr(&o);
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains("bad-t0ken"));
+}
+
+#[test]
+fn throttled_registry_is_waited_for_not_failed() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(&reg.host(), &[], &["team-a-flow-a", "tools-alpine"], None);
+    let proxy = Proxy::start(reg.port, ProxyMode::Throttle { every: 4 });
+    let (o, inv) = scan(&[&proxy.host(), "--no-cache"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = inv.unwrap();
+    assert!(inv.errors.is_empty(), "{:?}", inv.errors);
+    assert_eq!(inv.images.len(), 2);
+    assert!(
+        inv.images.iter().all(|i| i.status == Status::Ok),
+        "{:?}",
+        inv.images.iter().map(|i| &i.errors).collect::<Vec<_>>()
+    );
+    assert!(
+        proxy.throttled.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+        "the proxy did throttle"
+    );
+}
+
+#[test]
+fn a_registry_dying_mid_scan_fails_some_images_and_the_next_run_resumes() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(&reg.host(), &[], &[], None);
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(reg.port, ProxyMode::DieAfterBlobs { n: 12 });
+    let (o, inv) = scan(
+        &[&proxy.host(), "--cache-dir", p(cache.path()), "--strict"],
+        None,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "--strict reports the failures: {}",
+        stderr(&o)
+    );
+    let inv = inv.unwrap();
+    let failed: Vec<&Image> = inv
+        .images
+        .iter()
+        .filter(|i| i.status == Status::Failed)
+        .collect();
+    assert!(!failed.is_empty(), "some images lost layers");
+    for f in &failed {
+        assert!(
+            f.errors.iter().any(|e| e.layer.is_some()),
+            "the failure names the layer: {:?}",
+            f.errors
+        );
+    }
+    // the registry is back (no proxy): the second run reads only what the first did not
+    let (o, inv) = scan(&[&reg.host(), "--cache-dir", p(cache.path())], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(inv.unwrap().images.iter().all(|i| i.status == Status::Ok));
+    let text = stderr(&o);
+    let from_cache: usize = text
+        .split(" from cache")
+        .next()
+        .and_then(|s| s.rsplit(", ").next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no cache count in {text}"));
+    assert!(from_cache >= 1, "{text}");
+}
