@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::fixture;
 use crate::inventory::{Inventory, Status};
-use crate::scan::{self, Input, ScanOptions, ScanStats, layer::Limits};
+use crate::scan::{self, Input, ScanOptions, ScanStats, layer::Limits, progress::ProgressMode};
 
 #[derive(Parser)]
 #[command(
@@ -118,6 +118,10 @@ struct ScanArgs {
     /// Layers analysed at once (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Progress on stderr: `auto` (a bar on a terminal, else nothing), `json` (one line
+    /// per layer), `quiet`.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: ProgressArg,
     /// Only images created within this long (`30d`, `12h`); older ones are not analysed.
     #[arg(long, value_parser = humantime::parse_duration)]
     since: Option<std::time::Duration>,
@@ -167,6 +171,13 @@ struct FixtureArgs {
     push: Option<String>,
     /// Build only these specs (default: every spec with tags).
     names: Vec<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProgressArg {
+    Auto,
+    Json,
+    Quiet,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -302,6 +313,11 @@ fn scan_options(a: &ScanArgs) -> ScanOptions {
         since: a
             .since
             .and_then(|d| std::time::SystemTime::now().checked_sub(d)),
+        progress: match a.progress {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Json => ProgressMode::Json,
+            ProgressArg::Quiet => ProgressMode::Quiet,
+        },
     }
 }
 

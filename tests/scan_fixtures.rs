@@ -448,7 +448,20 @@ fn second_scan_reads_no_layer_and_writes_the_same_inventory() {
             String::from_utf8_lossy(&o.stderr).into_owned(),
         )
     };
-    let (cold, cold_log) = run("cold.json", &["--cache-dir", p(&cache)]);
+    let (cold, cold_log) = run(
+        "cold.json",
+        &["--cache-dir", p(&cache), "--progress", "json"],
+    );
+    let progress: Vec<serde_json::Value> = cold_log
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert_eq!(progress.len(), 18, "one progress line per layer read");
+    assert!(
+        progress
+            .iter()
+            .all(|v| v["event"] == "layer" && v["error"].is_null())
+    );
     let (warm, warm_log) = run("warm.json", &["--cache-dir", p(&cache)]);
     let (uncached, _) = run("none.json", &["--no-cache"]);
     assert!(

@@ -10,6 +10,7 @@
 pub mod analyze;
 pub mod cache;
 pub mod layer;
+pub mod progress;
 pub mod source;
 pub mod squash;
 
@@ -51,6 +52,7 @@ pub struct ScanOptions {
     pub verify_diff_ids: bool,
     /// Skip images whose config says they were created before this time.
     pub since: Option<std::time::SystemTime>,
+    pub progress: progress::ProgressMode,
 }
 
 impl Default for ScanOptions {
@@ -62,6 +64,7 @@ impl Default for ScanOptions {
             temp_dir: std::env::temp_dir(),
             verify_diff_ids: false,
             since: None,
+            progress: progress::ProgressMode::Auto,
         }
     }
 }
@@ -210,11 +213,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                 match source::registry::walk((**r).clone(), opts.cache_root.as_deref()) {
                     Ok(w) => {
                         found.extend(w.images);
-                        errors.extend(w.problems.into_iter().map(|p| Problem {
-                            layer: None,
-                            path: Some(p.what),
-                            message: p.message,
-                        }));
+                        errors.extend(w.problems.into_iter().map(Problem::from));
                         for (m, n) in w.requests {
                             *stats.registry_requests.entry(m).or_default() += n;
                         }
@@ -238,11 +237,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                 let store: Arc<dyn BlobStore> = Arc::new(source::DirStore { root: p.clone() });
                 let w = source::oci_layout::walk(store, &src);
                 found.extend(w.images);
-                errors.extend(w.problems.into_iter().map(|p| Problem {
-                    layer: None,
-                    path: Some(p.what),
-                    message: p.message,
-                }));
+                errors.extend(w.problems.into_iter().map(Problem::from));
                 sources.push(src);
             }
             Input::Archive(p) => {
@@ -253,11 +248,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                 match source::archive::open(p, &opts.temp_dir) {
                     Ok(o) => {
                         found.extend(o.images);
-                        errors.extend(o.problems.into_iter().map(|p| Problem {
-                            layer: None,
-                            path: Some(p.what),
-                            message: p.message,
-                        }));
+                        errors.extend(o.problems.into_iter().map(Problem::from));
                     }
                     Err(message) => errors.push(Problem {
                         layer: None,
@@ -269,10 +260,12 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
         }
     }
 
-    // Read configs; the same config digest from several places is one image.
+    // Read configs (in parallel: from a registry each is a round trip); the same config
+    // digest from several places is one image.
+    let configs: Vec<_> = found.par_iter().map(read_config).collect();
     let mut by_id: BTreeMap<String, Resolved> = BTreeMap::new();
-    for f in found {
-        match read_config(&f) {
+    for (f, config) in found.into_iter().zip(configs) {
+        match config {
             Ok((id, parsed)) => {
                 let r = by_id.entry(id.clone()).or_insert_with(|| Resolved {
                     found: Vec::new(),
@@ -373,6 +366,8 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
 
     // largest first, so one big layer does not start last and finish alone
     todo.sort_by_key(|(_, j)| std::cmp::Reverse(j.expected.stored_bytes));
+    let bar = progress::Progress::start(opts.progress, todo.len(), stats.bytes_read);
+    let done = std::sync::atomic::AtomicUsize::new(0);
     let analyse_all = || -> Vec<(String, Result<LayerFacts, String>)> {
         todo.par_iter()
             .map(|(key, job)| {
@@ -389,7 +384,15 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                 {
                     eprintln!("warning: cannot write layer cache entry: {e}");
                 }
-                (key.clone(), result.map_err(|e| e.to_string()))
+                let result = result.map_err(|e| e.to_string());
+                bar.layer_done(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    todo.len(),
+                    &job.expected.diff_id,
+                    job.expected.stored_bytes,
+                    result.as_ref().err().map(String::as_str),
+                );
+                (key.clone(), result)
             })
             .collect()
     };
@@ -403,6 +406,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
         },
         None => analyse_all(),
     };
+    bar.finish();
     facts.extend(analysed);
 
     let images: Vec<Image> = by_id.into_values().map(|r| assemble(r, &facts)).collect();

@@ -10,67 +10,15 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use unsprawl::fixture::local_registry::LocalRegistry;
 
 use base64::Engine;
-
-static INSTALL: Once = Once::new();
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Install the registry, htpasswd and openssl if this machine lacks them.
-pub fn ensure_tools() {
-    INSTALL.call_once(|| {
-        if have("docker-registry") && have("htpasswd") && have("openssl") {
-            return;
-        }
-        let run = |args: &[&str]| {
-            let st = Command::new("apt-get")
-                .args(args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .expect("apt-get runs (the tests install their registry with it)");
-            assert!(st.success(), "apt-get {args:?} failed");
-        };
-        run(&["update", "-qq"]);
-        run(&[
-            "install",
-            "-y",
-            "-qq",
-            "docker-registry",
-            "apache2-utils",
-            "openssl",
-        ]);
-    });
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on 127.0.0.1:{port} after 20 s");
-}
 
 pub enum Auth {
     None,
@@ -80,24 +28,20 @@ pub enum Auth {
 
 pub struct Registry {
     pub port: u16,
-    child: Child,
+    inner: LocalRegistry,
     _dir: tempfile::TempDir,
     _token: Option<TokenServer>,
 }
 
 impl Registry {
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.inner.host()
     }
 
     pub fn start(auth: Auth) -> Registry {
-        ensure_tools();
+        unsprawl::fixture::local_registry::ensure_installed();
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut cfg = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
+        let mut auth_yaml = String::new();
         let mut token = None;
         match &auth {
             Auth::None => {}
@@ -109,34 +53,25 @@ impl Registry {
                 assert!(out.status.success());
                 let file = dir.path().join("htpasswd");
                 std::fs::write(&file, out.stdout).unwrap();
-                cfg.push_str(&format!(
+                auth_yaml = format!(
                     "auth:\n  htpasswd:\n    realm: test\n    path: {}\n",
                     file.display()
-                ));
+                );
             }
             Auth::Token { user, password } => {
                 let t = TokenServer::start(dir.path(), user, password);
-                cfg.push_str(&format!(
+                auth_yaml = format!(
                     "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: test-registry\n    issuer: test-issuer\n    rootcertbundle: {}\n",
                     t.port,
                     t.cert.display()
-                ));
+                );
                 token = Some(t);
             }
         }
-        let cfg_path = dir.path().join("config.yml");
-        std::fs::write(&cfg_path, cfg).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry starts");
-        wait_for_port(port);
+        let inner = LocalRegistry::start(dir.path(), &auth_yaml).expect("the registry starts");
         Registry {
-            port,
-            child,
+            port: inner.port,
+            inner,
             _dir: dir,
             _token: token,
         }
@@ -144,14 +79,7 @@ impl Registry {
 
     /// Stop it now (a registry dying mid-scan).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.kill();
+        self.inner.kill();
     }
 }
 

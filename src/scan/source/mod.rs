@@ -132,6 +132,52 @@ pub struct SourceProblem {
     pub message: String,
 }
 
+impl From<SourceProblem> for crate::inventory::Problem {
+    fn from(p: SourceProblem) -> Self {
+        crate::inventory::Problem {
+            layer: None,
+            path: Some(p.what),
+            message: p.message,
+        }
+    }
+}
+
+/// Manifest media types every source must tell apart.
+pub mod media {
+    pub const INDEX_TYPES: [&str; 2] = [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+    ];
+    pub const MANIFEST_TYPES: [&str; 2] = [
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ];
+    /// Config types of runnable images; anything else is an artifact (signature, SBOM…).
+    pub const CONFIG_TYPES: [&str; 2] = [
+        "application/vnd.oci.image.config.v1+json",
+        "application/vnd.docker.container.image.v1+json",
+    ];
+
+    /// Index entries that are not images to analyse: BuildKit attestations and
+    /// `unknown/unknown` platforms, and platforms other than `want` when one is asked for.
+    pub fn skip_entry(d: &oci_spec::image::Descriptor, want: Option<&(String, String)>) -> bool {
+        let attestation = d
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get("vnd.docker.reference.type"))
+            .is_some_and(|t| t == "attestation-manifest");
+        let platform = d
+            .platform()
+            .as_ref()
+            .map(|p| (p.os().to_string(), p.architecture().to_string()));
+        let unknown = platform
+            .as_ref()
+            .is_some_and(|(o, a)| o == "unknown" && a == "unknown");
+        let filtered = matches!((want, &platform), (Some(w), Some(p)) if w != p);
+        attestation || unknown || filtered
+    }
+}
+
 /// The key of a blob in an OCI layout, checking the digest cannot escape `blobs/`.
 pub fn blob_key(digest: &str) -> Result<String, String> {
     let (alg, hex) = digest

@@ -9,18 +9,8 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use super::{BlobStore, FoundImage, LayerRef, SourceProblem, blob_key, read_small, sha256_digest};
 use crate::inventory::SourceRef;
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const MANIFEST_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-];
-const CONFIG_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-];
+use super::media::{CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES};
+
 /// Annotations that name an image inside a layout, best first.
 const NAME_ANNOTATIONS: [&str; 2] = [
     "io.containerd.image.name",
@@ -81,18 +71,6 @@ fn annotated_name(d: &oci_spec::image::Descriptor) -> Option<String> {
     NAME_ANNOTATIONS.iter().find_map(|k| a.get(*k).cloned())
 }
 
-fn is_skipped(d: &oci_spec::image::Descriptor) -> bool {
-    let attestation = d
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get("vnd.docker.reference.type"))
-        .is_some_and(|t| t == "attestation-manifest");
-    let unknown_platform = d.platform().as_ref().is_some_and(|p| {
-        p.os().to_string() == "unknown" && p.architecture().to_string() == "unknown"
-    });
-    attestation || unknown_platform
-}
-
 impl Walker {
     fn problem(&mut self, what: String, message: String) {
         self.out.problems.push(SourceProblem { what, message });
@@ -135,7 +113,7 @@ impl Walker {
         parent_name: Option<&str>,
         depth: u32,
     ) {
-        if is_skipped(d) {
+        if super::media::skip_entry(d, None) {
             return;
         }
         let name = annotated_name(d).or(parent_name.map(str::to_string));

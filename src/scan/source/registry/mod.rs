@@ -26,14 +26,7 @@ use auth::Credentials;
 use http::{Http, HttpError, MANIFEST_ACCEPT, RetryPolicy};
 use store::{RepoStore, Shared};
 
-const INDEX_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-];
-const CONFIG_TYPES: [&str; 2] = [
-    "application/vnd.oci.image.config.v1+json",
-    "application/vnd.docker.container.image.v1+json",
-];
+use super::media::{CONFIG_TYPES, INDEX_TYPES};
 
 /// What to scan in one registry.
 #[derive(Debug, Clone)]
@@ -433,7 +426,7 @@ impl Walker {
             let index: ImageIndex = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("index {digest} is invalid: {e}"))?;
             for d in index.manifests() {
-                if skip_descriptor(d, self.input.platform.as_ref()) {
+                if super::media::skip_entry(d, self.input.platform.as_ref()) {
                     continue;
                 }
                 let child = d.digest().to_string();
@@ -507,26 +500,6 @@ impl Walker {
             digest_checked_by_store: true,
         }))
     }
-}
-
-fn skip_descriptor(d: &oci_spec::image::Descriptor, want: Option<&(String, String)>) -> bool {
-    let attestation = d
-        .annotations()
-        .as_ref()
-        .and_then(|a| a.get("vnd.docker.reference.type"))
-        .is_some_and(|t| t == "attestation-manifest");
-    let platform = d
-        .platform()
-        .as_ref()
-        .map(|p| (p.os().to_string(), p.architecture().to_string()));
-    let unknown = platform
-        .as_ref()
-        .is_some_and(|(o, a)| o == "unknown" && a == "unknown");
-    let filtered = match (want, &platform) {
-        (Some(w), Some(p)) => w != p,
-        _ => false,
-    };
-    attestation || unknown || filtered
 }
 
 /// The media type a manifest declares inside itself (registries may not send one).
