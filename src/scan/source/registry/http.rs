@@ -101,8 +101,10 @@ impl Http {
         credentials: Option<Credentials>,
         concurrency: usize,
         retry: RetryPolicy,
+        insecure: bool,
     ) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(insecure)
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("unsprawl/", env!("CARGO_PKG_VERSION")))

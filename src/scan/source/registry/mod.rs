@@ -128,6 +128,7 @@ pub fn walk(input: RegistryInput, cache_root: Option<&Path>) -> Result<Walk, Str
         input.credentials.clone(),
         input.concurrency,
         input.retry.clone(),
+        input.insecure,
     )
     .map_err(|e| e.to_string())?;
     let client = oci_client::Client::new(oci_client::client::ClientConfig {
