@@ -57,6 +57,26 @@ enum ScanSource {
         #[command(flatten)]
         opts: ScanArgs,
     },
+    /// Prefect 1 flow registrations: link each flow to its image in an inventory and
+    /// derive what it needs. Reads a saved GraphQL response or a `prefect build` file.
+    Prefect1 {
+        /// A saved `{"data": {"flow": [...]}}` response or `{"version": 1, "flows": [...]}`.
+        #[arg(long, required = true)]
+        export: PathBuf,
+        /// The image inventory the flows run on (from `scan oci-dir|archive|registry`).
+        #[arg(long, required = true)]
+        images: PathBuf,
+        /// Treat references to registry FROM as references to TO (`FROM=TO`), e.g. when the
+        /// registry was scanned under another name than the one flows use.
+        #[arg(long = "registry-alias", value_name = "FROM=TO")]
+        aliases: Vec<String>,
+        /// Inventory file to write (`-` for standard output).
+        #[arg(short, long, default_value = "inventory.json")]
+        output: PathBuf,
+        /// Exit 1 when a flow is dangling or has problems.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Registries (`HOST[:PORT]`: every repository in its catalog) or single images
     /// (`HOST[:PORT]/REPO:TAG`, `…@sha256:…`).
     Registry {
@@ -200,6 +220,16 @@ pub fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Scan {
+            source:
+                ScanSource::Prefect1 {
+                    export,
+                    images,
+                    aliases,
+                    output,
+                    strict,
+                },
+        } => scan_prefect1(&export, &images, &aliases, &output, strict),
         Command::Scan { source } => {
             let (inputs, args) = match source {
                 ScanSource::OciDir { paths, opts } => (
@@ -214,6 +244,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     registry,
                     opts,
                 } => (registry_inputs(&targets, &registry)?, opts),
+                ScanSource::Prefect1 { .. } => unreachable!("handled above"),
             };
             run_scan(&inputs, &args)
         }
@@ -473,6 +504,118 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
     }
 }
 
+fn scan_prefect1(
+    export: &Path,
+    images: &Path,
+    aliases: &[String],
+    output: &Path,
+    strict: bool,
+) -> Result<ExitCode> {
+    let aliases: Vec<(String, String)> = aliases
+        .iter()
+        .map(|a| {
+            a.split_once('=')
+                .map(|(f, t)| {
+                    (
+                        f.trim_end_matches('/').to_string(),
+                        t.trim_end_matches('/').to_string(),
+                    )
+                })
+                .with_context(|| format!("--registry-alias {a:?}: expected FROM=TO"))
+        })
+        .collect::<Result<_>>()?;
+    let mut inv = Inventory::read(images)?;
+    let text = std::fs::read_to_string(export)
+        .with_context(|| format!("cannot read {}", export.display()))?;
+    let parsed = crate::flows::prefect1::parse(&export.display().to_string(), &text)
+        .map_err(anyhow::Error::msg)?;
+    inv.errors.extend(parsed.problems);
+    inv.sources.push(crate::inventory::SourceRef {
+        kind: "prefect1-export".into(),
+        location: export.display().to_string(),
+    });
+    crate::flows::link(&mut inv, parsed.flows, &aliases);
+    write_json(output, &inv)?;
+    print_flow_summary(&inv, output);
+    let links = inv.flow_links.clone().unwrap_or_default();
+    let clean = links.dangling.is_empty()
+        && inv.flows.iter().all(|f| f.problems.is_empty())
+        && inv.errors.is_empty();
+    Ok(if strict && !clean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn print_flow_summary(inv: &Inventory, out: &Path) {
+    let mut e = std::io::stderr().lock();
+    let links = inv.flow_links.clone().unwrap_or_default();
+    let linked = inv
+        .flows
+        .iter()
+        .filter(|f| f.link.status == "linked")
+        .count();
+    let _ = writeln!(
+        e,
+        "{} flows: {linked} linked, {} dangling, {} without an image; {} orphan images, {} shared images → {}",
+        inv.flows.len(),
+        links.dangling.len(),
+        links.no_image.len(),
+        links.orphans.len(),
+        links.shared.len(),
+        out.display()
+    );
+    for f in &inv.flows {
+        let needs = f
+            .requirement
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "python {}; {} installed beyond the base, {} for its imports{}",
+                    r.python.as_deref().unwrap_or("?"),
+                    r.installed.len(),
+                    r.imports.len(),
+                    if r.unresolved_modules.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            "; not from any distribution: {}",
+                            r.unresolved_modules.join(", ")
+                        )
+                    }
+                )
+            })
+            .unwrap_or_default();
+        let line = format!(
+            "  {:<9} {} ({}) → {}  {needs}",
+            f.link.status,
+            f.name,
+            f.project.as_deref().unwrap_or("-"),
+            f.image_reference.as_deref().unwrap_or("-")
+        );
+        let _ = writeln!(e, "{}", line.trim_end());
+        for p in &f.problems {
+            let _ = writeln!(e, "            {}", p.message);
+        }
+        if !f.link.same_name_elsewhere.is_empty() {
+            let _ = writeln!(
+                e,
+                "            same repository and tag scanned as {} (use --registry-alias to link)",
+                f.link.same_name_elsewhere.join(", ")
+            );
+        }
+    }
+    for p in &inv.errors {
+        let _ = writeln!(
+            e,
+            "  error     {}: {}",
+            p.path.as_deref().unwrap_or("-"),
+            p.message
+        );
+    }
+}
+
 fn demo(out: &Path) -> Result<ExitCode> {
     let specs = fixture::bundled_specs()?;
     let files = fixture::BundledFiles;
@@ -501,10 +644,22 @@ fn demo(out: &Path) -> Result<ExitCode> {
         cache_root: Some(out.join("cache")),
         ..ScanOptions::default()
     };
-    let (inv, stats) = scan::scan(&[Input::OciDir(layout), Input::Archive(archive)], &opts);
+    let (mut inv, stats) = scan::scan(&[Input::OciDir(layout), Input::Archive(archive)], &opts);
     let inv_path = out.join("inventory.json");
-    write_json(&inv_path, &inv)?;
     print_summary(&inv, &stats, &inv_path);
+
+    // the flows registered on those images (a saved Prefect 1 GraphQL response)
+    let export = "fixtures/prefect1/export.graphql.json";
+    let parsed = crate::flows::prefect1::parse(export, fixture::BUNDLED_PREFECT1_EXPORT)
+        .map_err(anyhow::Error::msg)?;
+    inv.errors.extend(parsed.problems);
+    inv.sources.push(crate::inventory::SourceRef {
+        kind: "prefect1-export".into(),
+        location: export.into(),
+    });
+    crate::flows::link(&mut inv, parsed.flows, &[]);
+    write_json(&inv_path, &inv)?;
+    print_flow_summary(&inv, &inv_path);
     Ok(ExitCode::SUCCESS)
 }
 

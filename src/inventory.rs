@@ -25,6 +25,12 @@ pub struct Inventory {
     /// Problems that are not tied to one image (an unreadable archive, say).
     #[serde(default)]
     pub errors: Vec<Problem>,
+    /// Flow registrations, linked to the images they run on (`scan prefect1`).
+    #[serde(default)]
+    pub flows: Vec<Flow>,
+    /// What the links say about the whole set; present once flows were scanned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_links: Option<FlowLinks>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -294,6 +300,8 @@ impl Inventory {
             sources,
             images,
             errors,
+            flows: Vec::new(),
+            flow_links: None,
         }
     }
 
@@ -315,4 +323,108 @@ impl Inventory {
         serde_json::from_value(probe)
             .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
     }
+}
+
+/// One flow registration: a Prefect 1 flow version (or, later, a Prefect 2/3 deployment).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Flow {
+    /// Stable key within the inventory: `prefect1:<flow id>` (or `prefect1:<project>/<name>`).
+    pub key: String,
+    /// `prefect1` (later `prefect3`).
+    pub system: String,
+    pub name: String,
+    pub project: Option<String>,
+    pub flow_id: Option<String>,
+    pub version: Option<i64>,
+    pub version_group_id: Option<String>,
+    /// Storage class (`Docker`, `Git`, `S3`, …).
+    pub storage_kind: Option<String>,
+    /// Run config class of the run config in effect (`KubernetesRun`, …); `null` = none.
+    pub run_config_kind: Option<String>,
+    /// The image the flow runs on, and where that came from: `storage` (Docker storage
+    /// wins, as in Prefect's agent), `flow_group.run_config`, `run_config`.
+    pub image_reference: Option<String>,
+    pub image_from: Option<String>,
+    pub labels: Vec<String>,
+    pub has_schedule: bool,
+    /// The flow group's `run_config` override replaces every version's run config.
+    pub group_overrides_run_config: bool,
+    /// Kept whole, as the server returned them.
+    pub storage: serde_json::Value,
+    pub run_config: serde_json::Value,
+    pub flow_group_run_config: serde_json::Value,
+    pub environment: serde_json::Value,
+    pub link: FlowLink,
+    /// What the flow needs from a runtime image; absent when its image is unknown.
+    pub requirement: Option<Requirement>,
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowLink {
+    /// `linked`, `dangling` (its image is in no scanned source) or `no-image`.
+    pub status: String,
+    pub image_id: Option<String>,
+    /// `reference` (exact, after canonicalising Docker Hub names) or `alias` (after
+    /// `--registry-alias`).
+    pub matched_by: Option<String>,
+    /// For a dangling flow: images with the same repository and tag on another registry
+    /// host (a `--registry-alias` away from being linked). Never linked silently.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub same_name_elsewhere: Vec<String>,
+}
+
+/// What a flow needs, two ways (see README): the distributions its image installed
+/// beyond the base, and the distributions providing what it imports.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Requirement {
+    /// Python minor version (`3.11`).
+    pub python: Option<String>,
+    pub os_family: Option<String>,
+    pub base: BaseGuess,
+    pub installed: Vec<DistPin>,
+    pub imports: Vec<DistPin>,
+    /// Top-level modules the flow imports that are not in the standard library.
+    pub imported_modules: Vec<String>,
+    /// Imported modules that no installed distribution provides (e.g. copied-in code).
+    pub unresolved_modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DistPin {
+    pub name: String,
+    pub version: String,
+}
+
+/// Where the image's base ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BaseGuess {
+    /// How many of the image's layers belong to the base.
+    pub layers: usize,
+    /// `history` (the base's last CMD/ENTRYPOINT), `shared-layers` (the longest layer
+    /// prefix shared with another scanned image) or `none`.
+    pub method: String,
+    /// The base image named when the flow was built (Docker storage's `base_image`).
+    pub named: Option<String>,
+}
+
+/// The flow ↔ image picture as a whole.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FlowLinks {
+    /// Flows whose image is in no scanned source.
+    pub dangling: Vec<String>,
+    /// Flows that name no image at all (the agent's default applies).
+    pub no_image: Vec<String>,
+    /// Images no flow uses.
+    pub orphans: Vec<String>,
+    /// Images several flows share.
+    pub shared: Vec<SharedImage>,
+    /// Flows whose flow group overrides their run config.
+    pub group_overrides: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SharedImage {
+    pub image_id: String,
+    pub flows: Vec<String>,
 }

@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod fixture;
+pub mod flows;
 pub mod inventory;
 pub mod pickle;
 pub mod scan;

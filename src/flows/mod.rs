@@ -1,0 +1,414 @@
+//! Flows: read registrations, link each to the scanned image it runs on, and derive what
+//! it needs from a runtime image (the planner's input).
+//!
+//! A flow's **requirement** is recorded two ways: `installed`, the distributions its
+//! image installed beyond the base (where the base ends is guessed from the history, or
+//! from layers shared with another scanned image), and `imports`, the distributions that
+//! provide the modules the flow's pickle references, closed over `Requires-Dist`.
+
+pub mod prefect1;
+pub mod stdlib;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::inventory::{
+    BaseGuess, DistPin, Distribution, Flow, FlowLink, FlowLinks, Image, Inventory, Requirement,
+    SharedImage, Status,
+};
+use crate::scan::analyze::python::normalize_name;
+
+/// Modules a pickle references only because it is a pickle, or by-value pseudo-modules.
+const NOT_IMPORTS: &[&str] = &["cloudpickle", "__main__", "copy_reg"];
+
+/// A reference in canonical form: Docker Hub's implicit host and `library/` made
+/// explicit, the default tag added, so `flow-a` and `docker.io/library/flow-a:latest` meet.
+pub fn canonical_reference(r: &str) -> String {
+    let (name, digest) = match r.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (r, None),
+    };
+    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (repo, tag) = match name[slash..].rfind(':') {
+        Some(i) => (&name[..slash + i], Some(&name[slash + i + 1..])),
+        None => (name, None),
+    };
+    let first = repo.split('/').next().unwrap_or("");
+    let has_host = repo.contains('/') && (first.contains(['.', ':']) || first == "localhost");
+    let mut full = if has_host {
+        repo.to_string()
+    } else if repo.contains('/') {
+        format!("docker.io/{repo}")
+    } else {
+        format!("docker.io/library/{repo}")
+    };
+    full = full.replacen("index.docker.io/", "docker.io/", 1);
+    match (digest, tag) {
+        (Some(d), _) => format!("{full}@{d}"),
+        (None, Some(t)) => format!("{full}:{t}"),
+        (None, None) => format!("{full}:latest"),
+    }
+}
+
+/// `host/repo:tag` → `(repo, tag)` without the host, for the loosest match.
+fn repository_and_tag(canonical: &str) -> Option<(String, String)> {
+    let (name, tag) = canonical.rsplit_once(':')?;
+    let repo = name.split_once('/').map(|(_, r)| r)?;
+    Some((repo.to_string(), tag.to_string()))
+}
+
+/// Rewrite the registry host of a reference (`--registry-alias registry.local:5000=127.0.0.1:5055`).
+fn apply_alias(r: &str, aliases: &[(String, String)]) -> Option<String> {
+    aliases.iter().find_map(|(from, to)| {
+        r.strip_prefix(&format!("{from}/"))
+            .map(|rest| format!("{to}/{rest}"))
+    })
+}
+
+/// Add `flows` to the inventory: link each to an image, derive its requirement, and
+/// summarise dangling flows, orphan images, shared images and group overrides.
+pub fn link(inv: &mut Inventory, mut flows: Vec<Flow>, aliases: &[(String, String)]) {
+    let mut by_ref: HashMap<String, usize> = HashMap::new();
+    let mut by_repo_tag: HashMap<(String, String), BTreeSet<usize>> = HashMap::new();
+    for (i, img) in inv.images.iter().enumerate() {
+        for r in &img.references {
+            let c = canonical_reference(r);
+            if let Some(rt) = repository_and_tag(&c) {
+                by_repo_tag.entry(rt).or_default().insert(i);
+            }
+            by_ref.insert(c, i);
+        }
+        if let Some(d) = &img.manifest_digest {
+            for r in &img.references {
+                if let Some((name, _)) = canonical_reference(r).rsplit_once(':') {
+                    by_ref.insert(format!("{name}@{d}"), i);
+                }
+            }
+        }
+    }
+    let lookup = |r: &str| -> Option<(usize, &'static str)> {
+        if let Some(&i) = by_ref.get(&canonical_reference(r)) {
+            return Some((i, "reference"));
+        }
+        let a = apply_alias(r, aliases)?;
+        by_ref.get(&canonical_reference(&a)).map(|&i| (i, "alias"))
+    };
+    // images that only share repository and tag: a hint, never a link
+    let elsewhere = |r: &str| -> Vec<String> {
+        let c = canonical_reference(r);
+        let Some(rt) = repository_and_tag(&c) else {
+            return Vec::new();
+        };
+        let mut v: Vec<String> = by_repo_tag
+            .get(&rt)
+            .into_iter()
+            .flatten()
+            .flat_map(|&i| inv.images[i].references.iter())
+            .filter(|x| repository_and_tag(&canonical_reference(x)).as_ref() == Some(&rt))
+            .cloned()
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+
+    for f in &mut flows {
+        let Some(r) = f.image_reference.clone() else {
+            f.link = FlowLink {
+                status: "no-image".into(),
+                image_id: None,
+                matched_by: None,
+                same_name_elsewhere: Vec::new(),
+            };
+            continue;
+        };
+        match lookup(&r) {
+            Some((i, how)) => {
+                let img = &inv.images[i];
+                f.link = FlowLink {
+                    status: "linked".into(),
+                    image_id: Some(img.id.clone()),
+                    matched_by: Some(how.into()),
+                    same_name_elsewhere: Vec::new(),
+                };
+                f.requirement = requirement(f, img, &inv.images);
+            }
+            None => {
+                f.link = FlowLink {
+                    status: "dangling".into(),
+                    image_id: None,
+                    matched_by: None,
+                    same_name_elsewhere: elsewhere(&r),
+                };
+            }
+        }
+    }
+    flows.sort_by(|a, b| a.key.cmp(&b.key));
+
+    let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in &flows {
+        if let Some(id) = &f.link.image_id {
+            users.entry(id.clone()).or_default().push(f.key.clone());
+        }
+    }
+    let links = FlowLinks {
+        dangling: flows
+            .iter()
+            .filter(|f| f.link.status == "dangling")
+            .map(|f| f.key.clone())
+            .collect(),
+        no_image: flows
+            .iter()
+            .filter(|f| f.link.status == "no-image")
+            .map(|f| f.key.clone())
+            .collect(),
+        orphans: inv
+            .images
+            .iter()
+            .filter(|i| !users.contains_key(&i.id))
+            .map(|i| i.id.clone())
+            .collect(),
+        shared: users
+            .iter()
+            .filter(|(_, fs)| fs.len() > 1)
+            .map(|(id, fs)| SharedImage {
+                image_id: id.clone(),
+                flows: fs.clone(),
+            })
+            .collect(),
+        group_overrides: flows
+            .iter()
+            .filter(|f| f.group_overrides_run_config)
+            .map(|f| f.key.clone())
+            .collect(),
+    };
+    inv.flows = flows;
+    inv.flow_links = Some(links);
+}
+
+/// Where `img`'s base ends: the last history CMD/ENTRYPOINT before the image's own
+/// layers (trivy's guess), else the longest layer prefix it shares with another image.
+pub fn guess_base(img: &Image, all: &[Image]) -> (usize, &'static str) {
+    let h = &img.config.history;
+    // trailing empty entries (the image's own CMD, ENV…) are not the base's
+    let mut end = h.len();
+    while end > 0 && h[end - 1].empty_layer {
+        end -= 1;
+    }
+    if let Some(pos) = h[..end].iter().rposition(|e| {
+        e.empty_layer
+            && e.created_by
+                .as_deref()
+                .is_some_and(|c| c.contains("CMD") || c.contains("ENTRYPOINT"))
+    }) {
+        let layers = h[..pos].iter().filter(|e| !e.empty_layer).count();
+        if layers > 0 && layers < img.layers.len() {
+            return (layers, "history");
+        }
+    }
+    let shared = all
+        .iter()
+        .filter(|o| o.id != img.id)
+        .map(|o| {
+            o.layers
+                .iter()
+                .zip(&img.layers)
+                .take_while(|(a, b)| a.diff_id == b.diff_id)
+                .count()
+        })
+        .filter(|&n| n < img.layers.len())
+        .max()
+        .unwrap_or(0);
+    if shared > 0 {
+        (shared, "shared-layers")
+    } else {
+        (0, "none")
+    }
+}
+
+fn pin(d: &Distribution) -> DistPin {
+    DistPin {
+        name: d.name.clone(),
+        version: d.version.clone(),
+    }
+}
+
+/// The requirement of a flow running on `img`.
+fn requirement(f: &Flow, img: &Image, all: &[Image]) -> Option<Requirement> {
+    if img.status == Status::Failed {
+        return None;
+    }
+    let c = img.contents.as_ref()?;
+    let pickled = c
+        .prefect
+        .flows
+        .iter()
+        .find(|p| p.flow_name.as_deref() == Some(f.name.as_str()));
+    let pickled = pickled.or(c
+        .prefect
+        .flows
+        .first()
+        .filter(|_| c.prefect.flows.len() == 1));
+    // Python: the one the flow was pickled with, else the one Prefect is installed for
+    let python = pickled
+        .and_then(|p| p.versions.get("python"))
+        .map(|v| v.split('.').take(2).collect::<Vec<_>>().join("."))
+        .filter(|m| c.python.interpreters.iter().any(|i| &i.minor == m))
+        .or_else(|| {
+            c.python
+                .distributions
+                .iter()
+                .find(|d| d.name == "prefect")
+                .and_then(|d| d.python.clone())
+        })
+        .or_else(|| {
+            (c.python.interpreters.len() == 1).then(|| c.python.interpreters[0].minor.clone())
+        });
+    let dists: Vec<&Distribution> = c
+        .python
+        .distributions
+        .iter()
+        .filter(|d| d.python.is_none() || d.python == python)
+        .collect();
+
+    let (base_layers, method) = guess_base(img, all);
+    let own: BTreeSet<&str> = img.layers[base_layers..]
+        .iter()
+        .map(|l| l.diff_id.as_str())
+        .collect();
+    let mut installed: Vec<DistPin> = dists
+        .iter()
+        .filter(|d| own.contains(d.layer.as_str()))
+        .map(|d| pin(d))
+        .collect();
+    installed.sort();
+    installed.dedup();
+
+    // imports: modules → distributions, closed over Requires-Dist
+    let mut modules: BTreeSet<String> = BTreeSet::new();
+    if let Some(p) = pickled {
+        for m in &p.imports.top_level {
+            if !stdlib::is_stdlib(m, python.as_deref())
+                && !NOT_IMPORTS.contains(&m.as_str())
+                && !m.starts_with('<')
+            {
+                modules.insert(m.clone());
+            }
+        }
+    }
+    let mut provider: HashMap<&str, Vec<&Distribution>> = HashMap::new();
+    for d in &dists {
+        for n in &d.import_names {
+            provider.entry(n.as_str()).or_default().push(d);
+        }
+    }
+    let by_name: HashMap<&str, &Distribution> =
+        dists.iter().map(|d| (d.name.as_str(), *d)).collect();
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    let mut unresolved = Vec::new();
+    let mut queue: Vec<&Distribution> = Vec::new();
+    for m in &modules {
+        match provider.get(m.as_str()) {
+            Some(ds) => queue.extend(ds.iter().copied()),
+            None => unresolved.push(m.clone()),
+        }
+    }
+    while let Some(d) = queue.pop() {
+        if !wanted.insert(d.name.clone()) {
+            continue;
+        }
+        for r in &d.requires_dist {
+            if let Some(dep) = required_name(r)
+                && let Some(dd) = by_name.get(dep.as_str())
+            {
+                queue.push(dd);
+            }
+        }
+    }
+    let mut imports: Vec<DistPin> = wanted
+        .iter()
+        .filter_map(|n| by_name.get(n.as_str()))
+        .map(|d| pin(d))
+        .collect();
+    imports.sort();
+
+    let named = pickled
+        .and_then(|p| p.storage.as_ref())
+        .and_then(|s| s.state.get("base_image"))
+        .and_then(|b| b.as_str())
+        .map(str::to_string);
+    Some(Requirement {
+        python,
+        os_family: c.os.as_ref().and_then(|o| o.family.clone()),
+        base: BaseGuess {
+            layers: base_layers,
+            method: method.into(),
+            named,
+        },
+        installed,
+        imports,
+        imported_modules: modules.into_iter().collect(),
+        unresolved_modules: unresolved,
+    })
+}
+
+/// The normalized name a `Requires-Dist` line needs, unless only an extra asks for it.
+fn required_name(line: &str) -> Option<String> {
+    use std::str::FromStr;
+    match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(line) {
+        Ok(r) => {
+            let marker = r.marker.try_to_string().unwrap_or_default();
+            (!marker.contains("extra")).then(|| normalize_name(r.name.as_ref()))
+        }
+        // not PEP 508: take the leading name, and skip anything conditional on an extra
+        Err(_) => {
+            if line.contains("extra") {
+                return None;
+            }
+            let name: String = line
+                .trim()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                .collect();
+            (!name.is_empty()).then(|| normalize_name(&name))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_references_meet() {
+        assert_eq!(
+            canonical_reference("flow-a"),
+            "docker.io/library/flow-a:latest"
+        );
+        assert_eq!(
+            canonical_reference("team/flow-a:1"),
+            "docker.io/team/flow-a:1"
+        );
+        assert_eq!(
+            canonical_reference("registry.local:5000/team/flow-a:2023-01-01"),
+            "registry.local:5000/team/flow-a:2023-01-01"
+        );
+        assert_eq!(canonical_reference("localhost/x"), "localhost/x:latest");
+        assert_eq!(
+            canonical_reference("index.docker.io/library/x:1"),
+            "docker.io/library/x:1"
+        );
+    }
+
+    #[test]
+    fn required_names_skip_extras() {
+        assert_eq!(
+            required_name("numpy>=1.21.0; python_version >= \"3.10\"").as_deref(),
+            Some("numpy")
+        );
+        assert_eq!(required_name("pytest; extra == \"test\""), None);
+        assert_eq!(
+            required_name("Typing_Extensions (>=4)").as_deref(),
+            Some("typing-extensions")
+        );
+    }
+}

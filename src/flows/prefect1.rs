@@ -1,0 +1,326 @@
+//! Prefect 1 flow registrations from a saved GraphQL response (`{"data": {"flow": […]}}`
+//! of the query in the README) or a `prefect build` file (`{"version": 1, "flows": […]}`).
+//!
+//! Each flow keeps its storage and run config whole; what the migration needs is pulled
+//! out beside them: the storage kind, the run config in effect (a flow group override
+//! wins), and the image the agent would run (Docker storage wins over `run_config.image`,
+//! as in `prefect.utilities.agent.get_flow_image`).
+
+use serde_json::Value;
+
+use crate::inventory::{Flow, FlowLink, Problem};
+
+const STORAGE_TYPES: &[&str] = &[
+    "Docker",
+    "Git",
+    "GitHub",
+    "GitLab",
+    "Bitbucket",
+    "CodeCommit",
+    "S3",
+    "GCS",
+    "Azure",
+    "Local",
+    "Module",
+    "Webhook",
+];
+const RUN_CONFIG_TYPES: &[&str] = &[
+    "KubernetesRun",
+    "DockerRun",
+    "ECSRun",
+    "LocalRun",
+    "UniversalRun",
+    "VertexRun",
+];
+
+/// Flows of an export, and problems with the file as a whole.
+pub struct Parsed {
+    pub flows: Vec<Flow>,
+    pub problems: Vec<Problem>,
+}
+
+/// Parse an export. `origin` names the file in messages.
+pub fn parse(origin: &str, text: &str) -> Result<Parsed, String> {
+    let doc: Value =
+        serde_json::from_str(text).map_err(|e| format!("{origin} is not JSON: {e}"))?;
+    if let Some(errors) = doc
+        .get("errors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
+        let msgs: Vec<String> = errors
+            .iter()
+            .map(|e| {
+                e.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_string()
+            })
+            .collect();
+        return Err(format!(
+            "{origin} holds a GraphQL error response: {}",
+            msgs.join("; ")
+        ));
+    }
+    let items: &Vec<Value> = if let Some(f) = doc.pointer("/data/flow").and_then(Value::as_array) {
+        f
+    } else if let Some(f) = doc.get("flows").and_then(Value::as_array) {
+        f
+    } else if let Some(f) = doc.as_array() {
+        f
+    } else {
+        return Err(format!(
+            "{origin}: expected a GraphQL response {{\"data\": {{\"flow\": [...]}}}} or a `prefect build` file {{\"version\": 1, \"flows\": [...]}}"
+        ));
+    };
+    let mut flows = Vec::new();
+    let mut problems = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match flow(item) {
+            Ok(f) => flows.push(f),
+            Err(message) => problems.push(Problem {
+                layer: None,
+                path: Some(format!("{origin}: flow #{i}")),
+                message,
+            }),
+        }
+    }
+    Ok(Parsed { flows, problems })
+}
+
+/// A JSON field that the server may return either as an object or as encoded text.
+fn json_field(v: Option<&Value>) -> Value {
+    match v {
+        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
+        Some(v) => v.clone(),
+        None => Value::Null,
+    }
+}
+
+fn str_field(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}
+
+/// `registry_url/image_name:image_tag`, as Docker storage names the image it pushed.
+pub fn docker_storage_image(storage: &Value) -> Result<String, String> {
+    let name = str_field(storage, "image_name").ok_or("Docker storage without image_name")?;
+    let mut reference = match str_field(storage, "registry_url") {
+        Some(r) => format!(
+            "{}/{}",
+            r.trim_end_matches('/'),
+            name.trim_start_matches('/')
+        ),
+        None => name,
+    };
+    if let Some(tag) = str_field(storage, "image_tag") {
+        reference.push(':');
+        reference.push_str(&tag);
+    }
+    Ok(reference)
+}
+
+fn flow(item: &Value) -> Result<Flow, String> {
+    // a GraphQL row carries the serialized flow beside its columns; a build file is one
+    let serialized = item
+        .get("serialized_flow")
+        .filter(|v| v.is_object())
+        .unwrap_or(item);
+    let name = str_field(item, "name")
+        .or_else(|| str_field(serialized, "name"))
+        .ok_or("a flow without a name")?;
+    let storage = match item.get("storage") {
+        Some(v) if !v.is_null() => json_field(Some(v)),
+        _ => json_field(serialized.get("storage")),
+    };
+    let run_config = match item.get("run_config") {
+        Some(v) if !v.is_null() => json_field(Some(v)),
+        _ => json_field(serialized.get("run_config")),
+    };
+    let environment = json_field(item.get("environment"));
+    let group = item.get("flow_group").cloned().unwrap_or(Value::Null);
+    let group_run_config = json_field(group.get("run_config"));
+    let project = item
+        .pointer("/project/name")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let flow_id = str_field(item, "id");
+    let key = match &flow_id {
+        Some(id) => format!("prefect1:{id}"),
+        None => format!("prefect1:{}/{name}", project.as_deref().unwrap_or("-")),
+    };
+
+    let mut problems = Vec::new();
+    let problem = |message: String| Problem {
+        layer: None,
+        path: Some(key.clone()),
+        message,
+    };
+    let storage_kind = match &storage {
+        Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+            Some(t) if STORAGE_TYPES.contains(&t) => Some(t.to_string()),
+            Some(t) => {
+                problems.push(problem(format!("unknown storage type {t:?}")));
+                Some(t.to_string())
+            }
+            None => {
+                problems.push(problem("storage has no \"type\"".into()));
+                None
+            }
+        },
+        Value::Null => None,
+        other => {
+            problems.push(problem(format!(
+                "storage is not a JSON object: {}",
+                short(other)
+            )));
+            None
+        }
+    };
+    let group_overrides = group_run_config.is_object();
+    let effective = if group_overrides {
+        &group_run_config
+    } else {
+        &run_config
+    };
+    let run_config_kind = effective
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    if let Some(k) = &run_config_kind
+        && !RUN_CONFIG_TYPES.contains(&k.as_str())
+    {
+        problems.push(problem(format!("unknown run config type {k:?}")));
+    }
+
+    let (image_reference, image_from) = if storage_kind.as_deref() == Some("Docker") {
+        match docker_storage_image(&storage) {
+            Ok(r) => (Some(r), Some("storage".to_string())),
+            Err(e) => {
+                problems.push(problem(e));
+                (None, None)
+            }
+        }
+    } else if let Some(i) = str_field(effective, "image") {
+        (
+            Some(i),
+            Some(
+                if group_overrides {
+                    "flow_group.run_config"
+                } else {
+                    "run_config"
+                }
+                .to_string(),
+            ),
+        )
+    } else if let Some(i) = environment
+        .pointer("/metadata/image")
+        .and_then(Value::as_str)
+    {
+        // a 0.x flow registered with an environment and no run config
+        (
+            Some(i.to_string()),
+            Some("environment.metadata".to_string()),
+        )
+    } else {
+        (None, None)
+    };
+    let mut labels: Vec<String> = match group.get("labels").and_then(Value::as_array) {
+        Some(l) => l
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_string)
+            .collect(),
+        None => effective
+            .get("labels")
+            .and_then(Value::as_array)
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    };
+    labels.sort();
+    labels.dedup();
+    let has_schedule = [
+        item.get("schedule"),
+        serialized.get("schedule"),
+        group.get("schedule"),
+    ]
+    .into_iter()
+    .flatten()
+    .any(|s| !s.is_null());
+
+    Ok(Flow {
+        key: key.clone(),
+        system: "prefect1".into(),
+        name,
+        project,
+        flow_id,
+        version: item.get("version").and_then(Value::as_i64),
+        version_group_id: str_field(item, "version_group_id"),
+        storage_kind,
+        run_config_kind,
+        image_reference,
+        image_from,
+        labels,
+        has_schedule,
+        group_overrides_run_config: group_overrides,
+        storage,
+        run_config,
+        flow_group_run_config: group_run_config,
+        environment,
+        link: FlowLink {
+            status: "no-image".into(),
+            image_id: None,
+            matched_by: None,
+            same_name_elsewhere: Vec::new(),
+        },
+        requirement: None,
+        problems,
+    })
+}
+
+fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        format!("{}…", &s[..s.floor_char_boundary(80)])
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_storage_names_its_image() {
+        let s: Value = serde_json::json!({"type": "Docker", "registry_url": "registry.local:5000/team", "image_name": "flow-a", "image_tag": "2023-01-01"});
+        assert_eq!(
+            docker_storage_image(&s).unwrap(),
+            "registry.local:5000/team/flow-a:2023-01-01"
+        );
+        let s: Value = serde_json::json!({"type": "Docker", "registry_url": null, "image_name": "flow-a", "image_tag": null});
+        assert_eq!(docker_storage_image(&s).unwrap(), "flow-a");
+    }
+
+    #[test]
+    fn reads_a_prefect_build_file_and_refuses_graphql_errors() {
+        let text = include_str!("../../fixtures/prefect1/flows.prefect_build.json");
+        let p = parse("build.json", text).unwrap();
+        assert_eq!(p.flows.len(), 1);
+        let f = &p.flows[0];
+        assert_eq!(f.storage_kind.as_deref(), Some("Git"));
+        assert_eq!(f.run_config_kind.as_deref(), Some("KubernetesRun"));
+        assert_eq!(f.image_from.as_deref(), Some("run_config"));
+        let err = parse("x", r#"{"errors":[{"message":"Unauthorized"}]}"#)
+            .err()
+            .unwrap();
+        assert!(err.contains("Unauthorized"));
+    }
+}

@@ -1,0 +1,289 @@
+//! End to end: Prefect 1 registrations of several teams linked to the scanned fixture
+//! images: exact links, dangling and orphan sets, and both requirement sets per flow.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use common::*;
+use unsprawl::inventory::{Flow, Inventory};
+
+/// Scan the bundled corpus (OCI layout) into `dir/images.json`.
+fn images(dir: &Path) -> std::path::PathBuf {
+    let oci = dir.join("oci");
+    build_fixtures(&[], &["--oci", p(&oci)], &[]);
+    let out = dir.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&out)]);
+    out
+}
+
+fn flow<'a>(inv: &'a Inventory, project: &str, name: &str) -> &'a Flow {
+    inv.flows
+        .iter()
+        .find(|f| f.name == name && f.project.as_deref() == Some(project))
+        .unwrap_or_else(|| panic!("no flow {project}/{name}"))
+}
+
+fn names(pins: &[unsprawl::inventory::DistPin]) -> BTreeSet<&str> {
+    pins.iter().map(|p| p.name.as_str()).collect()
+}
+
+/// Everything `pip install prefect==1.4.1` brought in (fixtures/images/prefect1-*.toml).
+const PREFECT1: &[&str] = &[
+    "certifi",
+    "charset-normalizer",
+    "click",
+    "cloudpickle",
+    "croniter",
+    "dask",
+    "distributed",
+    "docker",
+    "idna",
+    "marshmallow",
+    "marshmallow-oneofschema",
+    "msgpack",
+    "mypy-extensions",
+    "pendulum",
+    "prefect",
+    "python-box",
+    "python-dateutil",
+    "python-slugify",
+    "pytz",
+    "pytzdata",
+    "pyyaml",
+    "requests",
+    "six",
+    "tabulate",
+    "text-unidecode",
+    "toml",
+    "toolz",
+    "tornado",
+    "urllib3",
+];
+
+#[test]
+fn flows_of_three_teams_link_to_their_images_with_both_requirements() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imgs = images(tmp.path());
+    let out = tmp.path().join("inventory.json");
+    let o = unsprawl(&[
+        "scan",
+        "prefect1",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inv = read_inventory(&out);
+    assert_eq!(
+        inv.flows.len(),
+        9,
+        "the nameless row is an error, not a flow"
+    );
+    assert_eq!(inv.errors.len(), 1);
+    assert!(inv.errors[0].message.contains("without a name"));
+
+    let id_of = |reference: &str| image(&inv, reference).id.clone();
+    let team_a = id_of("registry.local:5000/team/flow-a:2023-01-01");
+    let team_b = id_of("registry.local:5000/team-b/flow-a:latest");
+    let team_c = id_of("registry.local:5000/team-c/report:v7");
+
+    // links
+    let a = flow(&inv, "team-a", "flow-a");
+    assert_eq!(a.link.status, "linked");
+    assert_eq!(a.link.image_id.as_deref(), Some(team_a.as_str()));
+    assert_eq!(a.link.matched_by.as_deref(), Some("reference"));
+    assert_eq!(a.storage_kind.as_deref(), Some("Docker"));
+    assert_eq!(a.image_from.as_deref(), Some("storage"));
+    assert!(a.has_schedule);
+    assert_eq!(a.labels, vec!["k8s", "team"]);
+    assert_eq!(
+        a.run_config["service_account_name"], "prefect-flows",
+        "kept whole"
+    );
+    let b = flow(&inv, "team-b", "flow-a");
+    assert_eq!(b.link.image_id.as_deref(), Some(team_b.as_str()));
+    assert!(b.group_overrides_run_config);
+    assert_eq!(
+        b.run_config_kind.as_deref(),
+        Some("KubernetesRun"),
+        "the group's run config is in effect"
+    );
+    assert_eq!(b.labels, vec!["k8s", "team-b"]);
+    let c = flow(&inv, "team-c", "report");
+    assert_eq!(c.link.image_id.as_deref(), Some(team_c.as_str()));
+    assert_eq!(c.labels, vec!["reports", "team-c"], "flow group labels win");
+    let legacy = flow(&inv, "team-c", "legacy-etl");
+    assert_eq!(legacy.image_from.as_deref(), Some("environment.metadata"));
+    assert_eq!(legacy.run_config_kind, None);
+
+    let links = inv.flow_links.as_ref().unwrap();
+    let keys = |names: &[(&str, &str)]| -> Vec<String> {
+        let mut v: Vec<String> = names
+            .iter()
+            .map(|(p, n)| flow(&inv, p, n).key.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        links.dangling,
+        keys(&[
+            ("team-a", "flow-gone"),
+            ("team-a", "flow-git"),
+            ("team-c", "legacy-etl")
+        ])
+    );
+    assert_eq!(
+        links.no_image,
+        keys(&[("team-b", "odd-storage"), ("team-b", "broken-storage")])
+    );
+    let mut orphans = vec![
+        id_of("registry.local:5000/team-d/etl:2024-11-01"),
+        id_of("registry.local:5000/tools/alpine-py:3.19"),
+    ];
+    orphans.sort();
+    let mut got_orphans = links.orphans.clone();
+    got_orphans.sort();
+    assert_eq!(got_orphans, orphans);
+    assert_eq!(links.shared.len(), 1);
+    assert_eq!(links.shared[0].image_id, team_a);
+    assert_eq!(
+        links.shared[0].flows,
+        keys(&[("team-a", "flow-a"), ("team-a", "flow-a-nightly")])
+    );
+    assert_eq!(links.group_overrides, keys(&[("team-b", "flow-a")]));
+    assert!(
+        flow(&inv, "team-b", "odd-storage").problems[0]
+            .message
+            .contains("unknown storage type \"Memory\"")
+    );
+    assert!(
+        flow(&inv, "team-b", "broken-storage").problems[0]
+            .message
+            .contains("not a JSON object")
+    );
+
+    // requirements, both ways
+    let ra = a.requirement.as_ref().unwrap();
+    assert_eq!(ra.python.as_deref(), Some("3.11"));
+    assert_eq!(ra.os_family.as_deref(), Some("debian"));
+    assert_eq!(
+        (ra.base.layers, ra.base.method.as_str()),
+        (3, "shared-layers")
+    );
+    assert_eq!(
+        ra.base.named.as_deref(),
+        Some("prefecthq/prefect:1.4.1-python3.11")
+    );
+    assert_eq!(
+        names(&ra.installed),
+        BTreeSet::from(["numpy", "pandas"]),
+        "pip install 'pandas==1.5.3'"
+    );
+    assert_eq!(
+        names(&ra.imports),
+        PREFECT1.iter().copied().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(ra.imported_modules, vec!["mylib", "prefect", "yaml"]);
+    assert_eq!(
+        ra.unresolved_modules,
+        vec!["mylib"],
+        "copied in with `files=`, no distribution"
+    );
+    let pandas = ra.installed.iter().find(|p| p.name == "pandas").unwrap();
+    assert_eq!(pandas.version, "1.5.3");
+
+    let rb = b.requirement.as_ref().unwrap();
+    assert_eq!(rb.python.as_deref(), Some("3.10"));
+    assert_eq!(
+        rb.base.layers, 1,
+        "only the Debian layer is shared with another image"
+    );
+    assert_eq!(names(&rb.imports), names(&ra.imports));
+    assert!(
+        rb.imports
+            .iter()
+            .any(|p| p.name == "prefect" && p.version == "1.4.1")
+    );
+    assert!(names(&rb.installed).contains("numpy"));
+    assert!(names(&rb.installed).contains("prefect"));
+
+    let rc = c.requirement.as_ref().unwrap();
+    assert_eq!(
+        names(&rc.installed),
+        BTreeSet::from(["jinja2", "markupsafe", "requests", "simplejson"])
+    );
+    assert!(
+        rc.installed
+            .iter()
+            .any(|p| p.name == "requests" && p.version == "2.32.3")
+    );
+    assert!(
+        rc.imports.is_empty(),
+        "no pickled flow in that image: nothing known of its imports"
+    );
+}
+
+#[test]
+fn other_registry_names_link_only_through_an_alias() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imgs = images(tmp.path());
+    let export = tmp.path().join("build.json");
+    std::fs::write(
+        &export,
+        serde_json::json!({"version": 1, "flows": [{
+            "name": "flow-a", "type": "prefect.core.flow.Flow", "tasks": [], "edges": [],
+            "storage": {"type": "Docker", "registry_url": "mirror.example.com/team", "image_name": "flow-a",
+                        "image_tag": "2023-01-01", "flows": {"flow-a": "/opt/prefect/flows/flow-a.prefect"}},
+            "run_config": {"type": "KubernetesRun", "image": null, "labels": []}
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let out = tmp.path().join("inv.json");
+    let args = [
+        "scan",
+        "prefect1",
+        "--export",
+        p(&export),
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&out),
+    ];
+    let o = unsprawl(&args);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("use --registry-alias"));
+    let inv = read_inventory(&out);
+    assert_eq!(
+        inv.flows[0].link.status, "dangling",
+        "never linked on the name alone"
+    );
+    assert_eq!(
+        inv.flows[0].link.same_name_elsewhere,
+        vec!["registry.local:5000/team/flow-a:2023-01-01"]
+    );
+    let mut with_alias = args.to_vec();
+    with_alias.extend(["--registry-alias", "mirror.example.com=registry.local:5000"]);
+    ok(&with_alias);
+    let inv = read_inventory(&out);
+    assert_eq!(inv.flows[0].link.status, "linked");
+    assert_eq!(inv.flows[0].link.matched_by.as_deref(), Some("alias"));
+
+    // --strict fails on the dangling flow, and a broken export is a clean error
+    let mut strict = args.to_vec();
+    strict.push("--strict");
+    assert_eq!(unsprawl(&strict).status.code(), Some(1));
+    std::fs::write(
+        &export,
+        "{\"errors\": [{\"message\": \"Invalid API key\"}]}",
+    )
+    .unwrap();
+    let o = unsprawl(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Invalid API key"));
+}
