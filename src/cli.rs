@@ -59,10 +59,24 @@ enum ScanSource {
     },
     /// Prefect 1 flow registrations: link each flow to its image in an inventory and
     /// derive what it needs. Reads a saved GraphQL response or a `prefect build` file.
+    #[command(group(clap::ArgGroup::new("from").required(true).args(["export", "api"])))]
     Prefect1 {
         /// A saved `{"data": {"flow": [...]}}` response or `{"version": 1, "flows": [...]}`.
-        #[arg(long, required = true)]
-        export: PathBuf,
+        #[arg(long)]
+        export: Option<PathBuf>,
+        /// The GraphQL endpoint of Prefect Server (`http://host:4200/graphql`) or Cloud
+        /// (`https://api.prefect.io`).
+        #[arg(long)]
+        api: Option<String>,
+        /// Environment variable holding the API key (never pass keys on the command line).
+        #[arg(long, default_value = "PREFECT__CLOUD__API_KEY")]
+        api_key_env: String,
+        /// Only flows of this project.
+        #[arg(long)]
+        project: Option<String>,
+        /// Flows per GraphQL page.
+        #[arg(long, default_value_t = 100, hide = true)]
+        page_size: usize,
         /// The image inventory the flows run on (from `scan oci-dir|archive|registry`).
         #[arg(long, required = true)]
         images: PathBuf,
@@ -224,12 +238,28 @@ fn run(cli: Cli) -> Result<ExitCode> {
             source:
                 ScanSource::Prefect1 {
                     export,
+                    api,
+                    api_key_env,
+                    project,
+                    page_size,
                     images,
                     aliases,
                     output,
                     strict,
                 },
-        } => scan_prefect1(&export, &images, &aliases, &output, strict),
+        } => {
+            let from = match (export, api) {
+                (Some(e), _) => FlowSource::Export(e),
+                (None, Some(api)) => FlowSource::Api {
+                    key: std::env::var(&api_key_env).ok().filter(|k| !k.is_empty()),
+                    api,
+                    project,
+                    page_size: page_size.max(1),
+                },
+                (None, None) => unreachable!("clap requires one"),
+            };
+            scan_prefect1(&from, &images, &aliases, &output, strict)
+        }
         Command::Scan { source } => {
             let (inputs, args) = match source {
                 ScanSource::OciDir { paths, opts } => (
@@ -504,8 +534,19 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
     }
 }
 
+/// Where Prefect 1 flows are read from.
+enum FlowSource {
+    Export(PathBuf),
+    Api {
+        api: String,
+        key: Option<String>,
+        project: Option<String>,
+        page_size: usize,
+    },
+}
+
 fn scan_prefect1(
-    export: &Path,
+    from: &FlowSource,
     images: &Path,
     aliases: &[String],
     output: &Path,
@@ -525,14 +566,45 @@ fn scan_prefect1(
         })
         .collect::<Result<_>>()?;
     let mut inv = Inventory::read(images)?;
-    let text = std::fs::read_to_string(export)
-        .with_context(|| format!("cannot read {}", export.display()))?;
-    let parsed = crate::flows::prefect1::parse(&export.display().to_string(), &text)
-        .map_err(anyhow::Error::msg)?;
+    let (parsed, source) = match from {
+        FlowSource::Export(export) => {
+            let text = std::fs::read_to_string(export)
+                .with_context(|| format!("cannot read {}", export.display()))?;
+            let origin = export.display().to_string();
+            let parsed =
+                crate::flows::prefect1::parse(&origin, &text).map_err(anyhow::Error::msg)?;
+            (parsed, ("prefect1-export", origin))
+        }
+        FlowSource::Api {
+            api,
+            key,
+            project,
+            page_size,
+        } => {
+            let listing = crate::flows::prefect1_api::list_flows(
+                api,
+                key.as_deref(),
+                project.as_deref(),
+                *page_size,
+            )
+            .map_err(anyhow::Error::msg)?;
+            let doc = serde_json::json!({"data": {"flow": listing.rows}});
+            let mut parsed =
+                crate::flows::prefect1::parse_value(api, &doc).map_err(anyhow::Error::msg)?;
+            if let Some(why) = listing.incomplete {
+                parsed.problems.push(crate::inventory::Problem {
+                    layer: None,
+                    path: Some(api.clone()),
+                    message: format!("{why}; the flows after it are missing from this inventory"),
+                });
+            }
+            (parsed, ("prefect1-api", api.clone()))
+        }
+    };
     inv.errors.extend(parsed.problems);
     inv.sources.push(crate::inventory::SourceRef {
-        kind: "prefect1-export".into(),
-        location: export.display().to_string(),
+        kind: source.0.into(),
+        location: source.1,
     });
     crate::flows::link(&mut inv, parsed.flows, &aliases);
     write_json(output, &inv)?;

@@ -287,3 +287,99 @@ fn other_registry_names_link_only_through_an_alias() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("Invalid API key"));
 }
+
+fn saved_rows() -> Vec<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(repo().join("fixtures/prefect1/export.graphql.json")).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["data"]["flow"].as_array().unwrap().clone()
+}
+
+fn api_scan(url: &str, key: &str, imgs: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "scan",
+        "prefect1",
+        "--api",
+        url,
+        "--api-key-env",
+        "TEST_PREFECT_KEY",
+        "--images",
+        p(imgs),
+        "-o",
+        p(out),
+        "--page-size",
+        "3",
+    ];
+    args.extend(extra);
+    std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args(&args)
+        .current_dir(repo())
+        .env("TEST_PREFECT_KEY", key)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn graphql_api_pages_through_every_flow_and_fails_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imgs = images(tmp.path());
+    let rows = saved_rows();
+    assert_eq!(rows.len(), 10);
+
+    // paging: 3 a page over 10 rows is 4 requests, and the same result as the export
+    let stub = common::graphql_stub::start(rows.clone(), "good-key-123", None);
+    let out = tmp.path().join("api.json");
+    let o = api_scan(&stub.url, "good-key-123", &imgs, &out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        *stub.pages.lock().unwrap(),
+        vec![(3, 0), (3, 3), (3, 6), (3, 9)]
+    );
+    let from_api = read_inventory(&out);
+    let export_out = tmp.path().join("export.json");
+    ok(&[
+        "scan",
+        "prefect1",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&export_out),
+    ]);
+    let from_export = read_inventory(&export_out);
+    assert_eq!(from_api.flows, from_export.flows);
+    assert_eq!(from_api.flow_links, from_export.flow_links);
+    assert_eq!(from_api.sources.last().unwrap().kind, "prefect1-api");
+
+    // an expired key: a clear error, exit 2, the key never printed
+    let o = api_scan(&stub.url, "expired-key-456", &imgs, &out, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("refused the API key"), "{err}");
+    assert!(!err.contains("expired-key-456"));
+
+    // a 500 mid-paging: the flows read so far are kept, the gap is an error
+    let failing = common::graphql_stub::start(rows, "good-key-123", Some(6));
+    let partial_out = tmp.path().join("partial.json");
+    let o = api_scan(&failing.url, "good-key-123", &imgs, &partial_out, &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let partial = read_inventory(&partial_out);
+    assert_eq!(partial.flows.len(), 6);
+    assert!(
+        partial
+            .errors
+            .iter()
+            .any(|e| e.message.contains("stopped at offset 6") && e.message.contains("HTTP 500")),
+        "{:?}",
+        partial.errors
+    );
+    let o = api_scan(
+        &failing.url,
+        "good-key-123",
+        &imgs,
+        &partial_out,
+        &["--strict"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+}

@@ -7,6 +7,7 @@
 //! provide the modules the flow's pickle references, closed over `Requires-Dist`.
 
 pub mod prefect1;
+pub mod prefect1_api;
 pub mod stdlib;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

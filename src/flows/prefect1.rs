@@ -43,6 +43,11 @@ pub struct Parsed {
 pub fn parse(origin: &str, text: &str) -> Result<Parsed, String> {
     let doc: Value =
         serde_json::from_str(text).map_err(|e| format!("{origin} is not JSON: {e}"))?;
+    parse_value(origin, &doc)
+}
+
+/// Parse an export already read as JSON (or API rows wrapped as `{"data": {"flow": …}}`).
+pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, String> {
     if let Some(errors) = doc
         .get("errors")
         .and_then(Value::as_array)

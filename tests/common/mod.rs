@@ -2,6 +2,7 @@
 //! `fixtures` command, run the binary, read what it wrote.
 #![allow(dead_code)]
 
+pub mod graphql_stub;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

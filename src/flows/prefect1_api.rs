@@ -1,0 +1,113 @@
+//! Prefect 1 Server / Cloud over GraphQL: every unarchived flow version with what the
+//! migration needs, page by page (`limit`/`offset`).
+//!
+//! The API key is sent as `Authorization: Bearer …` and never printed. A failure after
+//! some pages keeps the flows already read and says where the listing stopped, so
+//! nothing is dropped silently.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The flows query of `shared/reference/prefect/prefect1.md` §e, paged, with tasks and
+/// edges (the stored `serialized_flow` may lack edges; migration rebuilds them).
+pub const FLOWS_QUERY: &str = r#"query Flows($where: flow_bool_exp, $limit: Int, $offset: Int) {
+  flow(where: $where, order_by: [{name: asc}, {version: desc}], limit: $limit, offset: $offset) {
+    id name version version_group_id archived core_version created
+    storage run_config environment
+    schedule is_schedule_active parameters description
+    project { id name }
+    flow_group { id name labels run_config schedule default_parameters settings }
+    serialized_flow
+    tasks { slug name type max_retries retry_delay tags trigger cache_key auto_generated }
+    edges { key mapped upstream_task { slug } downstream_task { slug } }
+  }
+}"#;
+
+pub struct Listing {
+    /// Flow rows as the API returned them (same shape as a saved response).
+    pub rows: Vec<Value>,
+    /// Set when the listing stopped early: why, and at which offset.
+    pub incomplete: Option<String>,
+}
+
+/// Read every unarchived flow version (of `project`, if given).
+pub fn list_flows(
+    api: &str,
+    api_key: Option<&str>,
+    project: Option<&str>,
+    page: usize,
+) -> Result<Listing, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut filter = json!({"archived": {"_eq": false}});
+    if let Some(p) = project {
+        filter["project"] = json!({"name": {"_eq": p}});
+    }
+    runtime.block_on(async {
+        let mut rows = Vec::new();
+        let mut offset = 0usize;
+        loop {
+            let body = json!({
+                "query": FLOWS_QUERY,
+                "variables": {"where": filter, "limit": page, "offset": offset},
+            });
+            let mut req = client.post(api).json(&body).header("X-PREFECT-CORE-VERSION", "1.4.1");
+            if let Some(k) = api_key {
+                req = req.bearer_auth(k);
+            }
+            let page_result = async {
+                let res = req
+                    .send()
+                    .await
+                    .map_err(|e| format!("cannot reach {api}: {}", crate::scan::source::registry::http::without_url(&e)))?;
+                let status = res.status();
+                if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+                    return Err(format!(
+                        "{api} refused the API key (HTTP {}): expired, revoked, or for another tenant?",
+                        status.as_u16()
+                    ));
+                }
+                let text = res.text().await.map_err(|e| format!("{api}: the response broke off: {e}"))?;
+                if !status.is_success() {
+                    return Err(format!("{api}: HTTP {}", status.as_u16()));
+                }
+                let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{api}: the answer is not JSON: {e}"))?;
+                if let Some(errors) = doc.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+                    let msgs: Vec<&str> = errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect();
+                    return Err(format!("{api}: GraphQL errors: {}", msgs.join("; ")));
+                }
+                doc.pointer("/data/flow")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .ok_or_else(|| format!("{api}: the answer has no data.flow list"))
+            }
+            .await;
+            match page_result {
+                Ok(batch) => {
+                    let n = batch.len();
+                    rows.extend(batch);
+                    if n < page {
+                        return Ok(Listing { rows, incomplete: None });
+                    }
+                    offset += n;
+                }
+                // nothing read yet: the whole listing failed
+                Err(e) if rows.is_empty() => return Err(e),
+                Err(e) => {
+                    return Ok(Listing {
+                        rows,
+                        incomplete: Some(format!("the flow listing stopped at offset {offset}: {e}")),
+                    });
+                }
+            }
+        }
+    })
+}
