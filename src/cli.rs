@@ -77,19 +77,22 @@ enum ScanSource {
         /// Flows per GraphQL page.
         #[arg(long, default_value_t = 100, hide = true)]
         page_size: usize,
-        /// The image inventory the flows run on (from `scan oci-dir|archive|registry`).
+        #[command(flatten)]
+        link: LinkArgs,
+    },
+    /// Prefect 2/3 deployments over REST: link each to its image in an inventory.
+    Prefect {
+        /// The server's API URL (`http://host:4200/api`, or a Prefect Cloud workspace URL).
         #[arg(long, required = true)]
-        images: PathBuf,
-        /// Treat references to registry FROM as references to TO (`FROM=TO`), e.g. when the
-        /// registry was scanned under another name than the one flows use.
-        #[arg(long = "registry-alias", value_name = "FROM=TO")]
-        aliases: Vec<String>,
-        /// Inventory file to write (`-` for standard output).
-        #[arg(short, long, default_value = "inventory.json")]
-        output: PathBuf,
-        /// Exit 1 when a flow is dangling or has problems.
-        #[arg(long)]
-        strict: bool,
+        api: String,
+        /// Environment variable holding the API key, if the server needs one.
+        #[arg(long, default_value = "PREFECT_API_KEY")]
+        api_key_env: String,
+        /// Deployments per page (at most 200).
+        #[arg(long, default_value_t = 200, hide = true)]
+        page_size: usize,
+        #[command(flatten)]
+        link: LinkArgs,
     },
     /// Registries (`HOST[:PORT]`: every repository in its catalog) or single images
     /// (`HOST[:PORT]/REPO:TAG`, `…@sha256:…`).
@@ -101,6 +104,24 @@ enum ScanSource {
         #[command(flatten)]
         opts: ScanArgs,
     },
+}
+
+/// Where flows are linked to images, and where the result goes.
+#[derive(Args, Clone)]
+struct LinkArgs {
+    /// The image inventory the flows run on (from `scan oci-dir|archive|registry`).
+    #[arg(long, required = true)]
+    images: PathBuf,
+    /// Treat references to registry FROM as references to TO (`FROM=TO`), e.g. when the
+    /// registry was scanned under another name than the one flows use.
+    #[arg(long = "registry-alias", value_name = "FROM=TO")]
+    aliases: Vec<String>,
+    /// Inventory file to write (`-` for standard output).
+    #[arg(short, long, default_value = "inventory.json")]
+    output: PathBuf,
+    /// Exit 1 when a flow is dangling or has problems.
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Args, Clone)]
@@ -242,10 +263,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     api_key_env,
                     project,
                     page_size,
-                    images,
-                    aliases,
-                    output,
-                    strict,
+                    link,
                 },
         } => {
             let from = match (export, api) {
@@ -258,7 +276,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
                 (None, None) => unreachable!("clap requires one"),
             };
-            scan_prefect1(&from, &images, &aliases, &output, strict)
+            scan_flows(&from, &link)
+        }
+        Command::Scan {
+            source:
+                ScanSource::Prefect {
+                    api,
+                    api_key_env,
+                    page_size,
+                    link,
+                },
+        } => {
+            let from = FlowSource::Prefect3Api {
+                key: std::env::var(&api_key_env).ok().filter(|k| !k.is_empty()),
+                api,
+                page_size,
+            };
+            scan_flows(&from, &link)
         }
         Command::Scan { source } => {
             let (inputs, args) = match source {
@@ -274,7 +308,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     registry,
                     opts,
                 } => (registry_inputs(&targets, &registry)?, opts),
-                ScanSource::Prefect1 { .. } => unreachable!("handled above"),
+                ScanSource::Prefect1 { .. } | ScanSource::Prefect { .. } => {
+                    unreachable!("handled above")
+                }
             };
             run_scan(&inputs, &args)
         }
@@ -534,7 +570,7 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
     }
 }
 
-/// Where Prefect 1 flows are read from.
+/// Where flow registrations are read from.
 enum FlowSource {
     Export(PathBuf),
     Api {
@@ -543,15 +579,16 @@ enum FlowSource {
         project: Option<String>,
         page_size: usize,
     },
+    Prefect3Api {
+        api: String,
+        key: Option<String>,
+        page_size: usize,
+    },
 }
 
-fn scan_prefect1(
-    from: &FlowSource,
-    images: &Path,
-    aliases: &[String],
-    output: &Path,
-    strict: bool,
-) -> Result<ExitCode> {
+fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
+    let (images, aliases, output, strict) =
+        (&link.images, &link.aliases, &link.output, link.strict);
     let aliases: Vec<(String, String)> = aliases
         .iter()
         .map(|a| {
@@ -599,6 +636,19 @@ fn scan_prefect1(
                 });
             }
             (parsed, ("prefect1-api", api.clone()))
+        }
+        FlowSource::Prefect3Api {
+            api,
+            key,
+            page_size,
+        } => {
+            let listing = crate::flows::prefect3::list(api, key.as_deref(), *page_size)
+                .map_err(anyhow::Error::msg)?;
+            let parsed = crate::flows::prefect1::Parsed {
+                flows: listing.flows,
+                problems: listing.problems,
+            };
+            (parsed, ("prefect3-api", api.clone()))
         }
     };
     inv.errors.extend(parsed.problems);
@@ -662,8 +712,11 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
         let line = format!(
             "  {:<9} {} ({}) → {}  {needs}",
             f.link.status,
-            f.name,
-            f.project.as_deref().unwrap_or("-"),
+            match &f.deployment {
+                Some(d) => format!("{}/{d}", f.name),
+                None => f.name.clone(),
+            },
+            f.project.as_deref().unwrap_or(&f.system),
             f.image_reference.as_deref().unwrap_or("-")
         );
         let _ = writeln!(e, "{}", line.trim_end());

@@ -332,7 +332,11 @@ pub struct Flow {
     pub key: String,
     /// `prefect1` (later `prefect3`).
     pub system: String,
+    /// The flow's name.
     pub name: String,
+    /// Prefect 2/3: the deployment's name (a flow may have several deployments).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
     pub project: Option<String>,
     pub flow_id: Option<String>,
     pub version: Option<i64>,

@@ -8,6 +8,7 @@
 
 pub mod prefect1;
 pub mod prefect1_api;
+pub mod prefect3;
 pub mod stdlib;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};

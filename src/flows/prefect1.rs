@@ -264,6 +264,7 @@ fn flow(item: &Value) -> Result<Flow, String> {
         key: key.clone(),
         system: "prefect1".into(),
         name,
+        deployment: None,
         project,
         flow_id,
         version: item.get("version").and_then(Value::as_i64),

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod graphql_stub;
+pub mod prefect3_server;
 pub mod registry;
 
 use std::path::{Path, PathBuf};

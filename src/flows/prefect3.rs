@@ -1,0 +1,312 @@
+//! Prefect 2/3 deployments over REST (`POST /api/deployments/filter`, pages of ≤ 200),
+//! with their flows' names and their work pools' default images.
+//!
+//! A deployment runs on `job_variables.image`, else on the `image` default of its work
+//! pool's base job template. Its code comes from its pull steps (`git_clone`…) or, with
+//! none, from the image itself (the per-deployment-image pattern this tool migrates away
+//! from). The SQLite server answers 503 while it settles: those are retried.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::inventory::{Flow, FlowLink, Problem};
+
+pub struct Listing {
+    pub flows: Vec<Flow>,
+    pub problems: Vec<Problem>,
+}
+
+struct Api {
+    base: String,
+    client: reqwest::Client,
+    key: Option<String>,
+}
+
+impl Api {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let url = format!(
+            "{}/{}",
+            self.base.trim_end_matches('/'),
+            path.trim_start_matches('/')
+        );
+        let mut wait = Duration::from_millis(250);
+        for attempt in 1..=6 {
+            let mut req = self.client.request(method.clone(), &url);
+            if let Some(k) = &self.key {
+                req = req.bearer_auth(k);
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let res = req.send().await.map_err(|e| {
+                format!(
+                    "cannot reach {url}: {}",
+                    crate::scan::source::registry::http::without_url(&e)
+                )
+            })?;
+            let status = res.status();
+            if (status.as_u16() == 503 || status.as_u16() == 429) && attempt < 6 {
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                continue;
+            }
+            if status.as_u16() == 401 || status.as_u16() == 403 {
+                return Err(format!(
+                    "{url}: the API refused the key (HTTP {})",
+                    status.as_u16()
+                ));
+            }
+            let text = res
+                .text()
+                .await
+                .map_err(|e| format!("{url}: the response broke off: {e}"))?;
+            if !status.is_success() {
+                return Err(format!(
+                    "{url}: HTTP {}: {}",
+                    status.as_u16(),
+                    text.chars().take(200).collect::<String>()
+                ));
+            }
+            return serde_json::from_str(&text)
+                .map_err(|e| format!("{url}: the answer is not JSON: {e}"));
+        }
+        Err(format!("{url}: still unavailable after 6 tries"))
+    }
+
+    /// Every item of a `…/filter` endpoint, `page` at a time.
+    async fn all(&self, path: &str, page: usize) -> Result<Vec<Value>, String> {
+        let mut out = Vec::new();
+        loop {
+            let body = json!({"limit": page, "offset": out.len()});
+            let batch = self.call(reqwest::Method::POST, path, Some(&body)).await?;
+            let items = batch
+                .as_array()
+                .cloned()
+                .ok_or_else(|| format!("{path}: expected a JSON array"))?;
+            let n = items.len();
+            out.extend(items);
+            if n < page {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Read every deployment of the server at `api` (`http://host:4200/api`).
+pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let api_client = Api {
+        base: api.to_string(),
+        client,
+        key: key.map(str::to_string),
+    };
+    let page = page.clamp(1, 200);
+    runtime.block_on(async {
+        let deployments = api_client.all("deployments/filter", page).await?;
+        let flows = api_client.all("flows/filter", page).await?;
+        let flow_names: HashMap<String, String> = flows
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f.get("id")?.as_str()?.to_string(),
+                    f.get("name")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        let mut pools: HashMap<String, Result<Value, String>> = HashMap::new();
+        for d in &deployments {
+            if let Some(p) = d.get("work_pool_name").and_then(Value::as_str)
+                && !pools.contains_key(p)
+            {
+                let got = api_client
+                    .call(reqwest::Method::GET, &format!("work_pools/{p}"), None)
+                    .await;
+                pools.insert(p.to_string(), got);
+            }
+        }
+        let mut problems = Vec::new();
+        for (name, pool) in &pools {
+            if let Err(e) = pool {
+                problems.push(Problem {
+                    layer: None,
+                    path: Some(format!("{api} work pool {name}")),
+                    message: e.clone(),
+                });
+            }
+        }
+        let flows = deployments
+            .iter()
+            .map(|d| deployment(d, &flow_names, &pools))
+            .collect();
+        Ok(Listing { flows, problems })
+    })
+}
+
+fn str_of(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .filter(|s| !s.is_empty())
+}
+
+/// How a deployment gets its code.
+fn code_source(d: &Value) -> String {
+    let steps: Vec<String> = d
+        .get("pull_steps")
+        .and_then(Value::as_array)
+        .map(|s| {
+            s.iter()
+                .filter_map(|step| step.as_object()?.keys().next().cloned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if steps
+        .iter()
+        .any(|s| s.ends_with("git_clone") || s.ends_with("git_clone_project"))
+    {
+        "git_clone".into()
+    } else if steps
+        .iter()
+        .any(|s| s.ends_with("pull_from_remote_storage"))
+    {
+        "remote_storage".into()
+    } else if !d
+        .get("storage_document_id")
+        .unwrap_or(&Value::Null)
+        .is_null()
+    {
+        "storage_block".into()
+    } else {
+        "image".into()
+    }
+}
+
+fn deployment(
+    d: &Value,
+    flow_names: &HashMap<String, String>,
+    pools: &HashMap<String, Result<Value, String>>,
+) -> Flow {
+    let id = str_of(d, "id").unwrap_or_default();
+    let key = format!("prefect3:{id}");
+    let deployment_name = str_of(d, "name");
+    let flow_name = str_of(d, "flow_id")
+        .and_then(|f| flow_names.get(&f).cloned())
+        .or_else(|| deployment_name.clone())
+        .unwrap_or_default();
+    let job_variables = d.get("job_variables").cloned().unwrap_or(Value::Null);
+    let pool_name = str_of(d, "work_pool_name");
+    let pool = pool_name
+        .as_ref()
+        .and_then(|p| pools.get(p))
+        .and_then(|p| p.as_ref().ok());
+    let pool_image = pool
+        .and_then(|p| p.pointer("/base_job_template/variables/properties/image/default"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (image_reference, image_from) = match str_of(&job_variables, "image") {
+        Some(i) => (Some(i), Some("job_variables".to_string())),
+        None => match pool_image {
+            Some(i) => (Some(i), Some("work_pool".to_string())),
+            None => (None, None),
+        },
+    };
+    let mut labels: Vec<String> = d
+        .get("tags")
+        .and_then(Value::as_array)
+        .map(|t| {
+            t.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    labels.sort();
+    let storage = json!({
+        "pull_steps": d.get("pull_steps").cloned().unwrap_or(Value::Null),
+        "entrypoint": d.get("entrypoint").cloned().unwrap_or(Value::Null),
+        "path": d.get("path").cloned().unwrap_or(Value::Null),
+        "storage_document_id": d.get("storage_document_id").cloned().unwrap_or(Value::Null),
+        "infrastructure_document_id": d.get("infrastructure_document_id").cloned().unwrap_or(Value::Null),
+        "work_pool_name": d.get("work_pool_name").cloned().unwrap_or(Value::Null),
+        "work_queue_name": d.get("work_queue_name").cloned().unwrap_or(Value::Null),
+    });
+    Flow {
+        key,
+        system: "prefect3".into(),
+        name: flow_name,
+        deployment: deployment_name,
+        project: None,
+        flow_id: Some(id),
+        version: None,
+        version_group_id: None,
+        storage_kind: Some(code_source(d)),
+        run_config_kind: pool.and_then(|p| str_of(p, "type")),
+        image_reference,
+        image_from,
+        labels,
+        has_schedule: d
+            .get("schedules")
+            .and_then(Value::as_array)
+            .is_some_and(|s| !s.is_empty()),
+        group_overrides_run_config: false,
+        storage,
+        run_config: job_variables,
+        flow_group_run_config: Value::Null,
+        environment: Value::Null,
+        link: FlowLink {
+            status: "no-image".into(),
+            image_id: None,
+            matched_by: None,
+            same_name_elsewhere: Vec::new(),
+        },
+        requirement: None,
+        problems: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_real_deployments() {
+        let dep: Value = serde_json::from_str(include_str!(
+            "../../fixtures/prefect3/deployment.before_patch.json"
+        ))
+        .unwrap();
+        let pool: Value = serde_json::from_str(include_str!(
+            "../../fixtures/prefect3/work_pool.k8s-pool.json"
+        ))
+        .unwrap();
+        let mut pools = HashMap::new();
+        pools.insert("k8s-pool".to_string(), Ok(pool));
+        let f = deployment(&dep, &HashMap::new(), &pools);
+        assert_eq!(f.storage_kind.as_deref(), Some("image"));
+        assert_eq!(f.image_from.as_deref(), Some("job_variables"));
+        assert_eq!(
+            f.image_reference.as_deref(),
+            Some("registry.local:5000/team/flow-a:2023-01-01")
+        );
+        assert_eq!(f.run_config_kind.as_deref(), Some("kubernetes"));
+        let after: Value = serde_json::from_str(include_str!(
+            "../../fixtures/prefect3/deployment.after_patch.json"
+        ))
+        .unwrap();
+        assert_eq!(code_source(&after), "git_clone");
+    }
+}
