@@ -122,6 +122,10 @@ struct LinkArgs {
     /// Exit 1 when a flow is dangling or has problems.
     #[arg(long)]
     strict: bool,
+    /// A checkout of the flows' git repository: find the file that defines each flow and
+    /// add what it imports to the flow's requirement.
+    #[arg(long)]
+    flows_repo: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -656,7 +660,11 @@ fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
         kind: source.0.into(),
         location: source.1,
     });
-    crate::flows::link(&mut inv, parsed.flows, &aliases);
+    let repo = match &link.flows_repo {
+        Some(dir) => Some(crate::flows::source::read_repo(dir).map_err(anyhow::Error::msg)?),
+        None => None,
+    };
+    crate::flows::link(&mut inv, parsed.flows, &aliases, repo.as_deref());
     write_json(output, &inv)?;
     print_flow_summary(&inv, output);
     let links = inv.flow_links.clone().unwrap_or_default();
@@ -782,7 +790,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         kind: "prefect1-export".into(),
         location: export.into(),
     });
-    crate::flows::link(&mut inv, parsed.flows, &[]);
+    crate::flows::link(&mut inv, parsed.flows, &[], None);
     write_json(&inv_path, &inv)?;
     print_flow_summary(&inv, &inv_path);
     Ok(ExitCode::SUCCESS)

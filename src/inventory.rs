@@ -359,6 +359,9 @@ pub struct Flow {
     pub flow_group_run_config: serde_json::Value,
     pub environment: serde_json::Value,
     pub link: FlowLink,
+    /// The file in the flows repository that defines it (`--flows-repo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<FlowSourceFile>,
     /// What the flow needs from a runtime image; absent when its image is unknown.
     pub requirement: Option<Requirement>,
     pub problems: Vec<Problem>,
@@ -392,6 +395,22 @@ pub struct Requirement {
     pub imported_modules: Vec<String>,
     /// Imported modules that no installed distribution provides (e.g. copied-in code).
     pub unresolved_modules: Vec<String>,
+    /// Imported modules that are code of the flows repository itself.
+    #[serde(default)]
+    pub local_modules: Vec<String>,
+}
+
+/// Where a flow's code lives in the flows repository.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FlowSourceFile {
+    /// Relative to the repository root.
+    pub path: String,
+    /// `entrypoint` (Prefect 3), `flow_path` (Git storage), `flow-name` (the only file
+    /// defining a flow of that name), `flow-name+file` (several do; the pickle's
+    /// `__file__` decided), `file-name` (the pickle's `__file__` names it).
+    pub matched_by: String,
+    /// Top-level modules its absolute imports name.
+    pub imports: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]

@@ -383,3 +383,89 @@ fn graphql_api_pages_through_every_flow_and_fails_clearly() {
     );
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn flows_repo_gives_each_flow_its_file_and_imports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imgs = images(tmp.path());
+    let out = tmp.path().join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect1",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&out),
+        "--flows-repo",
+        "fixtures/flows-repo",
+    ]);
+    let inv = read_inventory(&out);
+    let a = flow(&inv, "team-a", "flow-a");
+    let src = a.source.as_ref().unwrap();
+    assert_eq!(
+        (src.path.as_str(), src.matched_by.as_str()),
+        ("flow_a.py", "flow-name")
+    );
+    assert_eq!(
+        src.imports,
+        vec!["datetime", "json", "mylib", "os", "prefect", "yaml"]
+    );
+    let r = a.requirement.as_ref().unwrap();
+    assert_eq!(
+        r.local_modules,
+        vec!["mylib"],
+        "mylib/ is in the repository"
+    );
+    assert!(r.unresolved_modules.is_empty());
+    assert_eq!(r.imported_modules, vec!["mylib", "prefect", "yaml"]);
+
+    let git = flow(&inv, "team-a", "flow-git");
+    let src = git.source.as_ref().unwrap();
+    assert_eq!(
+        (src.path.as_str(), src.matched_by.as_str()),
+        ("flows/flow_git.py", "flow_path")
+    );
+    assert!(
+        git.requirement.is_none(),
+        "dangling: no image to read requirements from"
+    );
+
+    let c = flow(&inv, "team-c", "report");
+    assert_eq!(c.source.as_ref().unwrap().path, "teams/c/report.py");
+    let rc = c.requirement.as_ref().unwrap();
+    let imports = names(&rc.imports);
+    for want in ["jinja2", "markupsafe", "simplejson", "six", "prefect"] {
+        assert!(imports.contains(want), "{want} in {imports:?}");
+    }
+    assert!(
+        rc.imports
+            .iter()
+            .any(|p| p.name == "jinja2" && p.version == "3.1.3"),
+        "the venv's jinja2 (the opaque dir hid 3.0.0)"
+    );
+    assert_eq!(
+        flow(&inv, "team-a", "flow-a-nightly")
+            .source
+            .as_ref()
+            .unwrap()
+            .path,
+        "flows/nightly.py"
+    );
+    // a missing repository is a clear error
+    let o = unsprawl(&[
+        "scan",
+        "prefect1",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&out),
+        "--flows-repo",
+        "fixtures/no-such-repo",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-repo"));
+}

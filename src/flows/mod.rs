@@ -9,15 +9,17 @@
 pub mod prefect1;
 pub mod prefect1_api;
 pub mod prefect3;
+pub mod source;
 pub mod stdlib;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::inventory::{
-    BaseGuess, DistPin, Distribution, Flow, FlowLink, FlowLinks, Image, Inventory, Requirement,
-    SharedImage, Status,
+    BaseGuess, DistPin, Distribution, Flow, FlowLink, FlowLinks, FlowSourceFile, Image, Inventory,
+    Problem, Requirement, SharedImage, Status,
 };
 use crate::scan::analyze::python::normalize_name;
+use source::PyFile;
 
 /// Modules a pickle references only because it is a pickle, or by-value pseudo-modules.
 const NOT_IMPORTS: &[&str] = &["cloudpickle", "__main__", "copy_reg"];
@@ -68,7 +70,12 @@ fn apply_alias(r: &str, aliases: &[(String, String)]) -> Option<String> {
 
 /// Add `flows` to the inventory: link each to an image, derive its requirement, and
 /// summarise dangling flows, orphan images, shared images and group overrides.
-pub fn link(inv: &mut Inventory, mut flows: Vec<Flow>, aliases: &[(String, String)]) {
+pub fn link(
+    inv: &mut Inventory,
+    mut flows: Vec<Flow>,
+    aliases: &[(String, String)],
+    repo: Option<&[PyFile]>,
+) {
     let mut by_ref: HashMap<String, usize> = HashMap::new();
     let mut by_repo_tag: HashMap<(String, String), BTreeSet<usize>> = HashMap::new();
     for (i, img) in inv.images.iter().enumerate() {
@@ -132,9 +139,15 @@ pub fn link(inv: &mut Inventory, mut flows: Vec<Flow>, aliases: &[(String, Strin
                     matched_by: Some(how.into()),
                     same_name_elsewhere: Vec::new(),
                 };
-                f.requirement = requirement(f, img, &inv.images);
+                if let Some(files) = repo {
+                    attach_source(f, pickled_file(f, img), files);
+                }
+                f.requirement = requirement(f, img, &inv.images, repo);
             }
             None => {
+                if let Some(files) = repo {
+                    attach_source(f, None, files);
+                }
                 f.link = FlowLink {
                     status: "dangling".into(),
                     image_id: None,
@@ -234,8 +247,116 @@ fn pin(d: &Distribution) -> DistPin {
     }
 }
 
+/// The pickled flow of `f` inside `img`, if the image holds one.
+fn pickled_flow<'a>(f: &Flow, img: &'a Image) -> Option<&'a crate::inventory::PickledFlow> {
+    let c = img.contents.as_ref()?;
+    c.prefect
+        .flows
+        .iter()
+        .find(|p| p.flow_name.as_deref() == Some(f.name.as_str()))
+        .or(c
+            .prefect
+            .flows
+            .first()
+            .filter(|_| c.prefect.flows.len() == 1))
+}
+
+/// The `__file__` the registering machine recorded in the flow's pickle.
+fn pickled_file<'a>(f: &Flow, img: &'a Image) -> Option<&'a str> {
+    pickled_flow(f, img)?
+        .imports
+        .source_files
+        .first()
+        .map(String::as_str)
+}
+
+/// How many trailing path components two paths share.
+fn common_suffix(a: &str, b: &str) -> usize {
+    a.rsplit('/')
+        .zip(b.rsplit('/'))
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Find the file of the flows repository that defines `f`, and note it on the flow.
+fn attach_source(f: &mut Flow, pickled_file: Option<&str>, files: &[PyFile]) {
+    let by_path = |p: &str| files.iter().find(|x| x.path == p.trim_start_matches("./"));
+    let named = |how: &str, file: &PyFile| FlowSourceFile {
+        path: file.path.clone(),
+        matched_by: how.into(),
+        imports: file.imports.iter().cloned().collect(),
+    };
+    let declared = f
+        .storage
+        .get("entrypoint")
+        .and_then(|e| e.as_str())
+        .and_then(|e| e.rsplit_once(':').map(|(p, _)| p.to_string()))
+        .map(|p| ("entrypoint", p))
+        .or_else(|| {
+            f.storage
+                .get("flow_path")
+                .and_then(|p| p.as_str())
+                .map(|p| ("flow_path", p.to_string()))
+        });
+    if let Some((how, p)) = declared
+        && let Some(file) = by_path(&p)
+    {
+        f.source = Some(named(how, file));
+        return;
+    }
+    let candidates: Vec<&PyFile> = files.iter().filter(|x| x.flows.contains(&f.name)).collect();
+    match candidates.as_slice() {
+        [one] => f.source = Some(named("flow-name", one)),
+        [] => {
+            let base = pickled_file.and_then(|p| p.rsplit('/').next());
+            let by_name: Vec<&PyFile> = files
+                .iter()
+                .filter(|x| base.is_some_and(|b| x.path.rsplit('/').next() == Some(b)))
+                .collect();
+            if let [one] = by_name.as_slice() {
+                f.source = Some(named("file-name", one));
+            }
+        }
+        many => {
+            let scored: Vec<(usize, &PyFile)> = many
+                .iter()
+                .map(|x| {
+                    (
+                        pickled_file.map(|p| common_suffix(p, &x.path)).unwrap_or(0),
+                        *x,
+                    )
+                })
+                .collect();
+            let best = scored.iter().map(|s| s.0).max().unwrap_or(0);
+            let winners: Vec<&PyFile> =
+                scored.iter().filter(|s| s.0 == best).map(|s| s.1).collect();
+            match winners.as_slice() {
+                [one] if best > 0 => f.source = Some(named("flow-name+file", one)),
+                _ => f.problems.push(Problem {
+                    layer: None,
+                    path: Some(f.key.clone()),
+                    message: format!(
+                        "{} files of the flows repository define a flow named {:?}: {}",
+                        many.len(),
+                        f.name,
+                        many.iter()
+                            .map(|x| x.path.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }),
+            }
+        }
+    }
+}
+
 /// The requirement of a flow running on `img`.
-fn requirement(f: &Flow, img: &Image, all: &[Image]) -> Option<Requirement> {
+fn requirement(
+    f: &Flow,
+    img: &Image,
+    all: &[Image],
+    repo: Option<&[PyFile]>,
+) -> Option<Requirement> {
     if img.status == Status::Failed {
         return None;
     }
@@ -287,12 +408,27 @@ fn requirement(f: &Flow, img: &Image, all: &[Image]) -> Option<Requirement> {
 
     // imports: modules → distributions, closed over Requires-Dist
     let mut modules: BTreeSet<String> = BTreeSet::new();
-    if let Some(p) = pickled {
-        for m in &p.imports.top_level {
-            if !stdlib::is_stdlib(m, python.as_deref())
-                && !NOT_IMPORTS.contains(&m.as_str())
-                && !m.starts_with('<')
-            {
+    let mut local: BTreeSet<String> = BTreeSet::new();
+    let pickle_modules = pickled
+        .map(|p| p.imports.top_level.clone())
+        .unwrap_or_default();
+    let source_modules = f
+        .source
+        .as_ref()
+        .map(|s| s.imports.clone())
+        .unwrap_or_default();
+    for m in pickle_modules.iter().chain(&source_modules) {
+        if stdlib::is_stdlib(m, python.as_deref())
+            || NOT_IMPORTS.contains(&m.as_str())
+            || m.starts_with('<')
+        {
+            continue;
+        }
+        match (&f.source, repo) {
+            (Some(s), Some(files)) if source::is_local(m, &s.path, files) => {
+                local.insert(m.clone());
+            }
+            _ => {
                 modules.insert(m.clone());
             }
         }
@@ -348,8 +484,15 @@ fn requirement(f: &Flow, img: &Image, all: &[Image]) -> Option<Requirement> {
         },
         installed,
         imports,
-        imported_modules: modules.into_iter().collect(),
+        imported_modules: modules
+            .iter()
+            .chain(&local)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect(),
         unresolved_modules: unresolved,
+        local_modules: local.into_iter().collect(),
     })
 }
 

@@ -286,6 +286,7 @@ fn flow(item: &Value) -> Result<Flow, String> {
             matched_by: None,
             same_name_elsewhere: Vec::new(),
         },
+        source: None,
         requirement: None,
         problems,
     })

@@ -274,6 +274,7 @@ fn deployment(
             matched_by: None,
             same_name_elsewhere: Vec::new(),
         },
+        source: None,
         requirement: None,
         problems: Vec::new(),
     }

@@ -97,12 +97,18 @@ pub fn push_fixtures(host: &str, spec_dirs: &[&str], names: &[&str], creds: Opti
         cmd.env("UNSPRAWL_PUSH_USER", u)
             .env("UNSPRAWL_PUSH_PASSWORD", p);
     }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "push failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // a loopback push can still meet a registry settling in: try it a few times
+    let mut last = String::new();
+    for _ in 0..3 {
+        let out = cmd.output().unwrap();
+        if out.status.success() {
+            return;
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+        eprintln!("push failed, retrying: {last}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    panic!("push failed three times: {last}");
 }
 
 /// A token service: answers `GET /token?service=…&scope=…` for one user with a JWT the
