@@ -80,11 +80,16 @@ enum ScanSource {
         #[command(flatten)]
         link: LinkArgs,
     },
-    /// Prefect 2/3 deployments over REST: link each to its image in an inventory.
+    /// Prefect 2/3 deployments, over REST or from `prefect.yaml` files: link each to its
+    /// image in an inventory.
+    #[command(group(clap::ArgGroup::new("from3").required(true).multiple(true).args(["api", "prefect_yaml"])))]
     Prefect {
         /// The server's API URL (`http://host:4200/api`, or a Prefect Cloud workspace URL).
-        #[arg(long, required = true)]
-        api: String,
+        #[arg(long)]
+        api: Option<String>,
+        /// A `prefect.yaml` whose deployments to read (repeatable).
+        #[arg(long)]
+        prefect_yaml: Vec<PathBuf>,
         /// Environment variable holding the API key, if the server needs one.
         #[arg(long, default_value = "PREFECT_API_KEY")]
         api_key_env: String,
@@ -286,14 +291,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             source:
                 ScanSource::Prefect {
                     api,
+                    prefect_yaml,
                     api_key_env,
                     page_size,
                     link,
                 },
         } => {
-            let from = FlowSource::Prefect3Api {
-                key: std::env::var(&api_key_env).ok().filter(|k| !k.is_empty()),
-                api,
+            let from = FlowSource::Prefect3 {
+                api: api.map(|api| {
+                    (
+                        api,
+                        std::env::var(&api_key_env).ok().filter(|k| !k.is_empty()),
+                    )
+                }),
+                yaml: prefect_yaml,
                 page_size,
             };
             scan_flows(&from, &link)
@@ -583,9 +594,10 @@ enum FlowSource {
         project: Option<String>,
         page_size: usize,
     },
-    Prefect3Api {
-        api: String,
-        key: Option<String>,
+    Prefect3 {
+        /// The API URL and its key.
+        api: Option<(String, Option<String>)>,
+        yaml: Vec<PathBuf>,
         page_size: usize,
     },
 }
@@ -641,18 +653,39 @@ fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
             }
             (parsed, ("prefect1-api", api.clone()))
         }
-        FlowSource::Prefect3Api {
+        FlowSource::Prefect3 {
             api,
-            key,
+            yaml,
             page_size,
         } => {
-            let listing = crate::flows::prefect3::list(api, key.as_deref(), *page_size)
-                .map_err(anyhow::Error::msg)?;
-            let parsed = crate::flows::prefect1::Parsed {
-                flows: listing.flows,
-                problems: listing.problems,
+            let mut parsed = crate::flows::prefect1::Parsed {
+                flows: Vec::new(),
+                problems: Vec::new(),
             };
-            (parsed, ("prefect3-api", api.clone()))
+            let mut origins = Vec::new();
+            if let Some((url, key)) = api {
+                let listing = crate::flows::prefect3::list(url, key.as_deref(), *page_size)
+                    .map_err(anyhow::Error::msg)?;
+                parsed.flows.extend(listing.flows);
+                parsed.problems.extend(listing.problems);
+                origins.push(url.clone());
+            }
+            for file in yaml {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("cannot read {}", file.display()))?;
+                let origin = file.display().to_string();
+                let listing = crate::flows::prefect3::from_yaml(&origin, &text)
+                    .map_err(anyhow::Error::msg)?;
+                parsed.flows.extend(listing.flows);
+                parsed.problems.extend(listing.problems);
+                origins.push(origin);
+            }
+            let kind = if api.is_some() {
+                "prefect3-api"
+            } else {
+                "prefect3-yaml"
+            };
+            (parsed, (kind, origins.join(", ")))
         }
     };
     inv.errors.extend(parsed.problems);

@@ -469,3 +469,48 @@ fn flows_repo_gives_each_flow_its_file_and_imports() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-repo"));
 }
+
+#[test]
+fn prefect_yaml_deployments_link_like_the_servers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let imgs = images(tmp.path());
+    let out = tmp.path().join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--prefect-yaml",
+        "fixtures/prefect3/prefect.yaml",
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&out),
+        "--flows-repo",
+        "fixtures/flows-repo",
+    ]);
+    let inv = read_inventory(&out);
+    let dep = |n: &str| {
+        inv.flows
+            .iter()
+            .find(|f| f.deployment.as_deref() == Some(n))
+            .unwrap()
+    };
+    let baked = dep("etl-baked");
+    assert_eq!(baked.link.status, "linked");
+    assert_eq!(
+        baked.link.image_id.as_deref(),
+        Some(
+            image(&inv, "registry.local:5000/team-d/etl:2024-11-01")
+                .id
+                .as_str()
+        )
+    );
+    assert_eq!(dep("flow-a-yaml").link.status, "dangling");
+    assert_eq!(
+        dep("flow-a-yaml").storage_kind.as_deref(),
+        Some("git_clone")
+    );
+    let built = dep("built-at-deploy");
+    assert_eq!(built.link.status, "no-image");
+    assert!(built.problems[0].message.contains("build step"));
+    assert_eq!(inv.sources.last().unwrap().kind, "prefect3-yaml");
+}

@@ -43,6 +43,7 @@ pub fn list_flows(
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
     let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .build()

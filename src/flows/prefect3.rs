@@ -45,12 +45,22 @@ impl Api {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let res = req.send().await.map_err(|e| {
-                format!(
-                    "cannot reach {url}: {}",
-                    crate::scan::source::registry::http::without_url(&e)
-                )
-            })?;
+            // every call here only reads (filters are POSTs that change nothing): a
+            // connection the server closed under a pooled request is simply tried again
+            let res = match req.send().await {
+                Ok(r) => r,
+                Err(e) if attempt < 6 && !e.is_timeout() => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot reach {url}: {}",
+                        crate::scan::source::registry::http::without_url(&e)
+                    ));
+                }
+            };
             let status = res.status();
             if (status.as_u16() == 503 || status.as_u16() == 429) && attempt < 6 {
                 tokio::time::sleep(wait).await;
@@ -106,6 +116,7 @@ pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
     let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(2))
         .connect_timeout(Duration::from_secs(10))
         .timeout(Duration::from_secs(120))
         .build()
@@ -155,6 +166,69 @@ pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String
             .collect();
         Ok(Listing { flows, problems })
     })
+}
+
+/// Deployments declared in a `prefect.yaml` (what `prefect deploy` would create): the
+/// file's `pull` section applies to deployments without their own; an image set from a
+/// build step's output (`{{ build-image.image }}`) is not known until a build runs.
+pub fn from_yaml(origin: &str, text: &str) -> Result<Listing, String> {
+    let doc: Value =
+        serde_norway::from_str(text).map_err(|e| format!("{origin}: not valid YAML: {e}"))?;
+    let deployments = doc
+        .get("deployments")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{origin}: no `deployments:` list"))?;
+    let shared_pull = doc.get("pull").cloned().unwrap_or(Value::Null);
+    let mut flows = Vec::new();
+    let mut problems = Vec::new();
+    for (i, d) in deployments.iter().enumerate() {
+        let Some(name) = str_of(d, "name") else {
+            problems.push(Problem {
+                layer: None,
+                path: Some(format!("{origin}: deployments[{i}]")),
+                message: "a deployment without a name".into(),
+            });
+            continue;
+        };
+        let pool = d.get("work_pool").cloned().unwrap_or(Value::Null);
+        let api_shape = json!({
+            "id": "",
+            "name": name,
+            "entrypoint": d.get("entrypoint").cloned().unwrap_or(Value::Null),
+            "pull_steps": d.get("pull").cloned().filter(|p| !p.is_null()).unwrap_or(shared_pull.clone()),
+            "job_variables": pool.get("job_variables").cloned().unwrap_or(json!({})),
+            "work_pool_name": pool.get("name").cloned().unwrap_or(Value::Null),
+            "work_queue_name": pool.get("work_queue_name").cloned().unwrap_or(Value::Null),
+            "tags": d.get("tags").cloned().unwrap_or(Value::Null),
+            "schedules": d.get("schedules").cloned().unwrap_or(Value::Null),
+        });
+        let mut f = deployment(&api_shape, &HashMap::new(), &HashMap::new());
+        f.key = format!("prefect3-yaml:{origin}#{name}");
+        f.flow_id = None;
+        // without the flow's decorator at hand, its default name: the function's
+        if let Some(func) =
+            str_of(d, "entrypoint").and_then(|e| e.rsplit_once(':').map(|(_, f)| f.to_string()))
+        {
+            f.name = func.replace('_', "-");
+        }
+        if f.image_reference
+            .as_deref()
+            .is_some_and(|i| i.contains("{{"))
+        {
+            f.problems.push(Problem {
+                layer: None,
+                path: Some(f.key.clone()),
+                message: format!(
+                    "the image is {:?}, known only after a build step runs; scan the deployed server (--api) instead",
+                    f.image_reference.as_deref().unwrap_or("")
+                ),
+            });
+            f.image_reference = None;
+            f.image_from = None;
+        }
+        flows.push(f);
+    }
+    Ok(Listing { flows, problems })
 }
 
 fn str_of(v: &Value, key: &str) -> Option<String> {
@@ -309,5 +383,38 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(code_source(&after), "git_clone");
+    }
+
+    #[test]
+    fn reads_prefect_yaml() {
+        let l = from_yaml(
+            "prefect.yaml",
+            include_str!("../../fixtures/prefect3/prefect.yaml"),
+        )
+        .unwrap();
+        assert_eq!(l.flows.len(), 3);
+        let git = &l.flows[0];
+        assert_eq!(git.deployment.as_deref(), Some("flow-a-yaml"));
+        assert_eq!(git.name, "flow-a");
+        assert_eq!(
+            git.storage_kind.as_deref(),
+            Some("git_clone"),
+            "the file's pull section"
+        );
+        assert_eq!(
+            git.image_reference.as_deref(),
+            Some("registry.local:5000/team/runtime-py311:2023-01")
+        );
+        assert!(git.has_schedule);
+        let baked = &l.flows[1];
+        assert_eq!(
+            baked.storage_kind.as_deref(),
+            Some("image"),
+            "its own pull section"
+        );
+        let built = &l.flows[2];
+        assert_eq!(built.image_reference, None);
+        assert!(built.problems[0].message.contains("build step"));
+        assert!(from_yaml("x.yaml", "deployments: [").is_err());
     }
 }

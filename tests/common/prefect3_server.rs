@@ -72,7 +72,10 @@ impl Server {
             .enable_all()
             .build()
             .unwrap();
-        let client = reqwest::Client::new();
+        let client = reqwest::Client::builder()
+            .pool_idle_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
         let server = Server {
             api,
             child,
@@ -143,7 +146,11 @@ impl Server {
                 if let Some(b) = &body {
                     req = req.json(b);
                 }
-                let res = req.send().await.unwrap();
+                // a pooled connection the server has since closed: try again
+                let Ok(res) = req.send().await else {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                };
                 if res.status().as_u16() == 503 {
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     continue;
