@@ -21,6 +21,34 @@ use crate::inventory::{
 use crate::scan::analyze::python::normalize_name;
 use source::PyFile;
 
+/// A runtime and HTTP client for the orchestration APIs: idle connections are dropped
+/// before the servers' own keep-alive ends (uvicorn closes after 5 s).
+pub(crate) fn api_client() -> Result<(tokio::runtime::Runtime, reqwest::Client), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(std::time::Duration::from_secs(2))
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .map_err(|e| e.to_string())?;
+    Ok((runtime, client))
+}
+
+impl FlowLink {
+    /// Not linked (yet): no image named.
+    pub fn none() -> Self {
+        FlowLink {
+            status: "no-image".into(),
+            image_id: None,
+            matched_by: None,
+            same_name_elsewhere: Vec::new(),
+        }
+    }
+}
+
 /// Modules a pickle references only because it is a pickle, or by-value pseudo-modules.
 const NOT_IMPORTS: &[&str] = &["cloudpickle", "__main__", "copy_reg"];
 
@@ -122,12 +150,7 @@ pub fn link(
 
     for f in &mut flows {
         let Some(r) = f.image_reference.clone() else {
-            f.link = FlowLink {
-                status: "no-image".into(),
-                image_id: None,
-                matched_by: None,
-                same_name_elsewhere: Vec::new(),
-            };
+            f.link = FlowLink::none();
             continue;
         };
         match lookup(&r) {

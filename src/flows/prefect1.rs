@@ -280,12 +280,7 @@ fn flow(item: &Value) -> Result<Flow, String> {
         run_config,
         flow_group_run_config: group_run_config,
         environment,
-        link: FlowLink {
-            status: "no-image".into(),
-            image_id: None,
-            matched_by: None,
-            same_name_elsewhere: Vec::new(),
-        },
+        link: FlowLink::none(),
         source: None,
         requirement: None,
         problems,

@@ -5,8 +5,6 @@
 //! some pages keeps the flows already read and says where the listing stopped, so
 //! nothing is dropped silently.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 /// The flows query of `shared/reference/prefect/prefect1.md` §e, paged, with tasks and
@@ -38,16 +36,7 @@ pub fn list_flows(
     project: Option<&str>,
     page: usize,
 ) -> Result<Listing, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-    let client = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (runtime, client) = super::api_client()?;
     let mut filter = json!({"archived": {"_eq": false}});
     if let Some(p) = project {
         filter["project"] = json!({"name": {"_eq": p}});

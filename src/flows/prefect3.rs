@@ -111,16 +111,7 @@ impl Api {
 
 /// Read every deployment of the server at `api` (`http://host:4200/api`).
 pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-    let client = reqwest::Client::builder()
-        .pool_idle_timeout(Duration::from_secs(2))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(120))
-        .build()
-        .map_err(|e| e.to_string())?;
+    let (runtime, client) = super::api_client()?;
     let api_client = Api {
         base: api.to_string(),
         client,
@@ -342,12 +333,7 @@ fn deployment(
         run_config: job_variables,
         flow_group_run_config: Value::Null,
         environment: Value::Null,
-        link: FlowLink {
-            status: "no-image".into(),
-            image_id: None,
-            matched_by: None,
-            same_name_elsewhere: Vec::new(),
-        },
+        link: FlowLink::none(),
         source: None,
         requirement: None,
         problems: Vec::new(),
