@@ -37,6 +37,20 @@ pub(crate) fn api_client() -> Result<(tokio::runtime::Runtime, reqwest::Client),
     Ok((runtime, client))
 }
 
+/// The strings of a JSON array (labels, tags), sorted and deduplicated; `None` when the
+/// value is not an array (absent or `null`: "not set", which callers tell from empty).
+pub(crate) fn string_set(v: Option<&serde_json::Value>) -> Option<Vec<String>> {
+    let mut out: Vec<String> = v?
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
 impl FlowLink {
     /// Not linked (yet): no image named.
     pub fn none() -> Self {

@@ -232,25 +232,10 @@ fn flow(item: &Value) -> Result<Flow, String> {
     } else {
         (None, None)
     };
-    let mut labels: Vec<String> = match group.get("labels").and_then(Value::as_array) {
-        Some(l) => l
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        None => effective
-            .get("labels")
-            .and_then(Value::as_array)
-            .map(|l| {
-                l.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default(),
-    };
-    labels.sort();
-    labels.dedup();
+    // flow group labels override the run config's
+    let labels = super::string_set(group.get("labels"))
+        .or_else(|| super::string_set(effective.get("labels")))
+        .unwrap_or_default();
     let has_schedule = [
         item.get("schedule"),
         serialized.get("schedule"),

@@ -290,17 +290,7 @@ fn deployment(
             None => (None, None),
         },
     };
-    let mut labels: Vec<String> = d
-        .get("tags")
-        .and_then(Value::as_array)
-        .map(|t| {
-            t.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default();
-    labels.sort();
+    let labels = super::string_set(d.get("tags")).unwrap_or_default();
     let storage = json!({
         "pull_steps": d.get("pull_steps").cloned().unwrap_or(Value::Null),
         "entrypoint": d.get("entrypoint").cloned().unwrap_or(Value::Null),
