@@ -8,4 +8,6 @@ pub mod fixture;
 pub mod flows;
 pub mod inventory;
 pub mod pickle;
+pub mod plan;
+pub mod rules;
 pub mod scan;

@@ -1,0 +1,310 @@
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use pep440_rs::Version;
+use proptest::prelude::*;
+
+use super::*;
+use crate::rules::Rules;
+
+fn small(flows: usize, seed: u64) -> Inventory {
+    synthetic::inventory(&synthetic::Spec {
+        flows,
+        pythons: vec!["3.10".into(), "3.11".into()],
+        distributions: 12,
+        teams: 4,
+        per_flow: (2, 6),
+        max_versions: 4,
+        seed,
+    })
+}
+
+fn rules(extra: &str) -> Rules {
+    let mut r = Rules::default_rules();
+    r.merge_text("test.toml", extra).unwrap();
+    r
+}
+
+/// Every member allows its image's pin of every distribution it has, by the policy
+/// evaluated afresh (not the solver's bitsets).
+fn jointly_satisfied(inv: &Inventory, rules: &Rules, plan: &Plan) -> Result<(), String> {
+    let flows: HashMap<&str, &crate::inventory::Flow> =
+        inv.flows.iter().map(|f| (f.key.as_str(), f)).collect();
+    let images: HashMap<&str, &crate::inventory::Image> =
+        inv.images.iter().map(|i| (i.id.as_str(), i)).collect();
+    for img in &plan.runtime_images {
+        let pins: HashMap<&str, &str> = img
+            .requirements
+            .iter()
+            .map(|r| (r.name.as_str(), r.version.as_str()))
+            .collect();
+        for m in &img.members {
+            let f = flows[m.as_str()];
+            let image = images[f.link.image_id.as_deref().unwrap()];
+            for d in &image.contents.as_ref().unwrap().python.distributions {
+                if rules.ignore.contains(&d.name) {
+                    continue;
+                }
+                let to = pins
+                    .get(d.name.as_str())
+                    .ok_or(format!("{m}: {} missing", d.name))?;
+                let spec = rules
+                    .policy_for(&d.name)
+                    .allowed(&Version::from_str(&d.version).unwrap());
+                if !spec.contains(&Version::from_str(to).unwrap()) {
+                    return Err(format!(
+                        "{m}: {} {} → {to} breaks {spec}",
+                        d.name, d.version
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn exact_policy_gives_one_image_per_distinct_requirement_set() {
+    let inv = small(40, 7);
+    let r = rules("[versions]\ndefault = \"exact\"\n[versions.packages]\nprefect = \"exact\"\n");
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    // under `exact`, two flows conflict unless every shared distribution has one version
+    assert!(s.plan.summary.runtime_images >= s.plan.summary.lower_bound);
+    assert_eq!(s.plan.summary.planned, 40);
+    jointly_satisfied(&inv, &r, &s.plan).unwrap();
+    // relaxing the policy never needs more images
+    let relaxed = solve(
+        &inv,
+        &rules("[versions]\ndefault = \">=0\"\n"),
+        &Options::default(),
+    )
+    .unwrap();
+    assert!(relaxed.plan.summary.runtime_images <= s.plan.summary.runtime_images);
+    // with every version allowed only Python separates flows
+    assert_eq!(
+        relaxed.plan.summary.runtime_images, 2,
+        "{:?}",
+        relaxed.plan.partitions
+    );
+}
+
+#[test]
+fn files_and_names_are_content_addressed() {
+    let inv = small(30, 3);
+    let s = solve(&inv, &Rules::default_rules(), &Options::default()).unwrap();
+    let again = solve(&inv, &Rules::default_rules(), &Options::default()).unwrap();
+    assert_eq!(
+        s.plan.runtime_images, again.plan.runtime_images,
+        "deterministic"
+    );
+    for img in &s.plan.runtime_images {
+        assert!(img.name.starts_with(&format!(
+            "registry.example.com/prefect/runtime:{}-",
+            img.python
+        )));
+        assert!(img.name.ends_with(&img.content_hash));
+        let req = &s
+            .files
+            .iter()
+            .find(|(p, _)| *p == img.requirements_file)
+            .unwrap()
+            .1;
+        assert_eq!(
+            req.lines().filter(|l| l.contains("==")).count(),
+            img.requirements.len()
+        );
+        let df = &s
+            .files
+            .iter()
+            .find(|(p, _)| *p == img.dockerfile)
+            .unwrap()
+            .1;
+        assert!(
+            df.contains(&format!("FROM python:{}-slim-bookworm", img.python)),
+            "{df}"
+        );
+        assert!(!img.requirements.iter().any(|r| r.name == "pip"), "ignored");
+    }
+}
+
+#[test]
+fn a_separate_group_never_shares() {
+    let inv = small(40, 11);
+    let r = rules("[[separate]]\nname = \"heavy\"\ndistributions = [\"dist-000\"]\n");
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    for img in &s.plan.runtime_images {
+        let heavy = img.requirements.iter().any(|p| p.name == "dist-000");
+        assert_eq!(heavy, img.group.as_deref() == Some("heavy"), "{}", img.name);
+    }
+    let alone =
+        rules("[[separate]]\nname = \"heavy\"\ndistributions = [\"dist-000\"]\nmode = \"alone\"\n");
+    let s2 = solve(&inv, &alone, &Options::default()).unwrap();
+    assert!(s2.plan.summary.runtime_images >= s.plan.summary.runtime_images);
+}
+
+#[test]
+fn size_limit_splits_images() {
+    let inv = small(40, 5);
+    let s = solve(
+        &inv,
+        &rules("[image]\nmax_bytes = 30_000_000\n"),
+        &Options::default(),
+    )
+    .unwrap();
+    let needs = |key: &str| {
+        let f = inv.flows.iter().find(|f| f.key == key).unwrap();
+        let img = inv
+            .images
+            .iter()
+            .find(|i| Some(&i.id) == f.link.image_id.as_ref())
+            .unwrap();
+        let mut d: Vec<(String, String)> = img
+            .contents
+            .as_ref()
+            .unwrap()
+            .python
+            .distributions
+            .iter()
+            .map(|d| (d.name.clone(), d.version.clone()))
+            .collect();
+        d.sort();
+        d
+    };
+    for img in &s.plan.runtime_images {
+        // one requirement may exceed the limit on its own; a shared image may not
+        let distinct: std::collections::BTreeSet<_> =
+            img.members.iter().map(|m| needs(m)).collect();
+        if distinct.len() > 1 {
+            assert!(
+                img.estimated_bytes <= 30_000_000,
+                "{} {}",
+                img.name,
+                img.estimated_bytes
+            );
+        }
+    }
+    assert!(s.plan.summary.splits > 0);
+}
+
+#[test]
+fn bytes_objective_trades_images_for_bytes() {
+    let inv = small(60, 9);
+    let r = Rules::default_rules();
+    let fewest = solve(&inv, &r, &Options::default()).unwrap();
+    let cheap = solve(
+        &inv,
+        &r,
+        &Options {
+            objective: Objective::Bytes { image_weight: 1 },
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (a, b) = (fewest.plan.summary.chosen, cheap.plan.summary.chosen);
+    assert!(b.images >= a.images);
+    assert!(b.unneeded_bytes <= a.unneeded_bytes, "{a:?} vs {b:?}");
+    assert_eq!(cheap.plan.summary.fewest_images.images, a.images);
+    jointly_satisfied(&inv, &r, &cheap.plan).unwrap();
+}
+
+#[test]
+fn unplanned_flows_say_why() {
+    let mut inv = small(5, 1);
+    inv.flows[0].requirement = None;
+    inv.flows[0].link.status = "dangling".into();
+    inv.flows[1].requirement.as_mut().unwrap().python = Some("3.7".into());
+    let s = solve(
+        &inv,
+        &rules("[python]\nversions = [\"3.10\", \"3.11\"]\n"),
+        &Options::default(),
+    )
+    .unwrap();
+    assert_eq!(s.plan.unplanned.len(), 2);
+    assert!(s.plan.unplanned[0].reason.contains("no scanned source"));
+    assert!(s.plan.unplanned[1].reason.contains("Python 3.7"));
+    let e = s
+        .explain(&inv, &Rules::default_rules(), &inv.flows[0].key)
+        .unwrap_err();
+    assert!(e.contains("not planned"), "{e}");
+}
+
+#[test]
+fn explain_names_the_clash() {
+    let inv = small(40, 7);
+    let r = rules("[versions]\ndefault = \"exact\"\n");
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    let key = s
+        .plan
+        .flows
+        .iter()
+        .find(|f| {
+            s.work.conflicts[s
+                .work
+                .vertices
+                .iter()
+                .position(|v| {
+                    v.demands
+                        .iter()
+                        .any(|&d| inv.flows[s.work.demands[d].flow].key == f.flow)
+                })
+                .unwrap()]
+            .len()
+                > 0
+        })
+        .unwrap()
+        .flow
+        .clone();
+    let text = s.explain(&inv, &r, &key).unwrap();
+    assert!(
+        text.contains("runs on   registry.example.com/prefect/runtime:"),
+        "{text}"
+    );
+    assert!(text.contains("(exact → =="), "{text}");
+    assert!(s.explain(&inv, &r, "nope").unwrap_err().contains("no flow"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    /// Random requirement sets: every runtime image is jointly satisfiable and the plan
+    /// passes its own verification, under several policies.
+    #[test]
+    fn every_image_is_jointly_satisfiable(seed in any::<u64>(), flows in 1usize..60, policy in 0usize..4) {
+        let inv = small(flows, seed);
+        let policy = ["exact", "patch", "minor", "compatible"][policy];
+        let r = rules(&format!("[versions]\ndefault = \"{policy}\"\n"));
+        let s = solve(&inv, &r, &Options::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert!(jointly_satisfied(&inv, &r, &s.plan).is_ok());
+        prop_assert_eq!(s.plan.summary.planned, flows);
+        prop_assert!(s.plan.summary.runtime_images >= s.plan.summary.lower_bound);
+        prop_assert_eq!(s.plan.summary.splits, 0, "named policies give intervals: no splits");
+    }
+
+    /// On instances small enough to brute-force, the plan uses the chromatic number of
+    /// the conflict graph (per partition).
+    #[test]
+    fn small_plans_are_optimal(seed in any::<u64>(), flows in 1usize..14) {
+        let inv = small(flows, seed);
+        let r = rules("[versions]\ndefault = \"exact\"\n");
+        let s = solve(&inv, &r, &Options::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let w = &s.work;
+        let mut by_partition: HashMap<&demand::Partition, Vec<usize>> = HashMap::new();
+        for (i, v) in w.vertices.iter().enumerate() {
+            by_partition.entry(&v.partition).or_default().push(i);
+        }
+        let mut best = 0;
+        for members in by_partition.values() {
+            let index: HashMap<usize, usize> = members.iter().enumerate().map(|(i, &v)| (v, i)).collect();
+            let mut g = Graph::new(members.len());
+            for (i, &v) in members.iter().enumerate() {
+                for &u in &w.conflicts[v] {
+                    g.add_edge(i, index[&(u as usize)]);
+                }
+            }
+            g.finish();
+            best += colouring::brute_force_chromatic(&g);
+        }
+        prop_assert_eq!(s.plan.summary.runtime_images, best);
+        prop_assert!(s.plan.summary.optimal);
+    }
+}
