@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod plan;
+
 use crate::fixture;
 use crate::inventory::{Inventory, Status};
 use crate::scan::{self, Input, ScanOptions, ScanStats, layer::Limits, progress::ProgressMode};
@@ -30,6 +32,9 @@ enum Command {
         #[command(subcommand)]
         source: ScanSource,
     },
+    /// Plan the fewest shared runtime images for the inventory's flows, and write each
+    /// image's Dockerfile and pinned requirements.
+    Plan(plan::PlanArgs),
     /// Run the whole pipeline (as far as it exists) on the bundled fixture images.
     Demo {
         /// Where the demo writes its images and inventory.
@@ -329,6 +334,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             run_scan(&inputs, &args)
         }
+        Command::Plan(a) => plan::run(&a),
         Command::Demo { output } => demo(&output),
         Command::Fixtures(a) => build_fixtures(&a),
     }
@@ -826,6 +832,13 @@ fn demo(out: &Path) -> Result<ExitCode> {
     crate::flows::link(&mut inv, parsed.flows, &[], None);
     write_json(&inv_path, &inv)?;
     print_flow_summary(&inv, &inv_path);
+
+    // the runtime images those flows need, under the built-in rules
+    let rules = crate::rules::Rules::default_rules();
+    let solved = crate::plan::solve(&inv, &rules, &crate::plan::Options::default())?;
+    let plan_path = out.join("plan.json");
+    plan::write_plan(&solved, &plan_path)?;
+    plan::print_plan_summary(&solved.plan, &plan_path);
     Ok(ExitCode::SUCCESS)
 }
 

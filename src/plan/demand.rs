@@ -38,6 +38,10 @@ pub struct SeenVersion {
     pub text: String,
     pub parsed: Option<Version>,
     pub bytes: Option<u64>,
+    /// Python minors it was seen installed for (`None`: a version-less site dir). A
+    /// runtime image only pins a version seen on its own Python: a wheel built for
+    /// 3.11 says nothing about 3.10.
+    pub pythons: BTreeSet<Option<String>>,
 }
 
 impl DistEntry {
@@ -59,15 +63,16 @@ impl DistEntry {
 
 impl Catalogue {
     pub fn from_images(images: &[Image]) -> Catalogue {
-        let mut seen: HashMap<String, (BTreeSet<String>, HashMap<String, Option<u64>>)> =
-            HashMap::new();
+        type Seen = (Option<u64>, BTreeSet<Option<String>>);
+        let mut seen: HashMap<String, (BTreeSet<String>, HashMap<String, Seen>)> = HashMap::new();
         for img in images {
             let Some(c) = &img.contents else { continue };
             for d in &c.python.distributions {
                 let e = seen.entry(normalize(&d.name)).or_default();
                 e.0.extend(d.import_names.iter().cloned());
                 let b = e.1.entry(d.version.clone()).or_default();
-                *b = (*b).max(d.installed_bytes);
+                b.0 = b.0.max(d.installed_bytes);
+                b.1.insert(d.python.clone());
             }
         }
         let mut names: Vec<String> = seen.keys().cloned().collect();
@@ -77,10 +82,11 @@ impl Catalogue {
             let (imports, versions) = seen.remove(&name).expect("listed");
             let mut versions: Vec<SeenVersion> = versions
                 .into_iter()
-                .map(|(text, bytes)| SeenVersion {
+                .map(|(text, (bytes, pythons))| SeenVersion {
                     parsed: Version::from_str(&text).ok(),
                     text,
                     bytes,
+                    pythons,
                 })
                 .collect();
             versions.sort_by(|a, b| (&a.parsed, &a.text).cmp(&(&b.parsed, &b.text)));
@@ -172,7 +178,7 @@ pub struct Refusal {
 /// Each flow's demand under the rules, or why it cannot be planned.
 pub fn collect(inv: &Inventory, rules: &Rules, cat: &Catalogue) -> (Vec<Demand>, Vec<Refusal>) {
     let images: HashMap<&str, &Image> = inv.images.iter().map(|i| (i.id.as_str(), i)).collect();
-    let mut masks: HashMap<(u32, u32), Box<[u64]>> = HashMap::new();
+    let mut masks: Masks = HashMap::new();
     let mut demands = vec![];
     let mut refusals = vec![];
     for (fi, flow) in inv.flows.iter().enumerate() {
@@ -188,7 +194,7 @@ pub fn collect(inv: &Inventory, rules: &Rules, cat: &Catalogue) -> (Vec<Demand>,
     (demands, refusals)
 }
 
-type Masks = HashMap<(u32, u32), Box<[u64]>>;
+type Masks = HashMap<(u32, u32, String), Box<[u64]>>;
 
 fn demand(
     flow: &Flow,
@@ -270,13 +276,10 @@ fn demand(
             .position(&version)
             .ok_or_else(|| format!("{name} {version} is in no scanned image"))?;
         let allowed = masks
-            .entry((id, built))
+            .entry((id, built, python.clone()))
             .or_insert_with(|| {
-                allowed_mask(
-                    entry,
-                    built,
-                    &rules.policy_for(&name).allowed_for(entry, built),
-                )
+                let spec = rules.policy_for(&name).allowed_for(entry, built);
+                allowed_mask(entry, built, &spec, &python)
             })
             .clone();
         needs.push(Need {
@@ -317,19 +320,30 @@ impl AllowedFor for crate::rules::Policy {
     }
 }
 
-/// Which seen versions `spec` allows for a flow built with version `built`. Pre-releases
-/// follow pip: only when the specifier names one, or it is the version already installed.
-pub fn allowed_mask(entry: &DistEntry, built: u32, spec: &Option<VersionSpecifiers>) -> Box<[u64]> {
+/// Which seen versions `spec` allows for a flow on `python` built with version `built`.
+/// Pre-releases follow pip: only when the specifier names one, or it is the version
+/// already installed. Only versions seen on the same Python qualify.
+pub fn allowed_mask(
+    entry: &DistEntry,
+    built: u32,
+    spec: &Option<VersionSpecifiers>,
+    python: &str,
+) -> Box<[u64]> {
     let mut words = vec![0u64; entry.words()].into_boxed_slice();
     let pre_ok = spec
         .as_ref()
         .is_some_and(|s| s.iter().any(|c| c.version().any_prerelease()));
     for (i, v) in entry.versions.iter().enumerate() {
+        let on_python = v
+            .pythons
+            .iter()
+            .any(|p| p.as_deref().is_none_or(|p| p == python));
         let ok = i as u32 == built
-            || match (spec, &v.parsed) {
-                (Some(s), Some(p)) => s.contains(p) && (pre_ok || !p.any_prerelease()),
-                _ => false,
-            };
+            || on_python
+                && match (spec, &v.parsed) {
+                    (Some(s), Some(p)) => s.contains(p) && (pre_ok || !p.any_prerelease()),
+                    _ => false,
+                };
         if ok {
             words[i / 64] |= 1 << (i % 64);
         }
@@ -359,6 +373,7 @@ mod tests {
                     text: t.to_string(),
                     parsed: t.parse().ok(),
                     bytes: None,
+                    pythons: [Some("3.11".to_string())].into(),
                 })
                 .collect(),
             import_names: BTreeSet::new(),
@@ -370,10 +385,10 @@ mod tests {
     fn masks_follow_policy_and_pre_release_rule() {
         let e = entry(&["1.0", "1.2", "1.5rc1", "1.5", "2.0"]);
         let minor = crate::rules::Policy::Minor;
-        let m = allowed_mask(&e, 1, &minor.allowed_for(&e, 1));
+        let m = allowed_mask(&e, 1, &minor.allowed_for(&e, 1), "3.11");
         let allowed: Vec<u32> = (0..5).filter(|&i| bit(&m, i)).collect();
         assert_eq!(allowed, vec![1, 3], "1.2 → 1.2, 1.5 (no 1.5rc1, no 2.0)");
-        let m = allowed_mask(&e, 2, &minor.allowed_for(&e, 2));
+        let m = allowed_mask(&e, 2, &minor.allowed_for(&e, 2), "3.11");
         let allowed: Vec<u32> = (0..5).filter(|&i| bit(&m, i)).collect();
         assert_eq!(
             allowed,
@@ -381,7 +396,12 @@ mod tests {
             "built with a pre-release: it and newer"
         );
         let bad = entry(&["not a version", "1.0"]);
-        let m = allowed_mask(&bad, 0, &minor.allowed_for(&bad, 0));
+        let m = allowed_mask(&bad, 0, &minor.allowed_for(&bad, 0), "3.11");
         assert_eq!(m[0], 1, "an unparseable version allows only itself");
+        let m = allowed_mask(&e, 1, &minor.allowed_for(&e, 1), "3.10");
+        assert_eq!(
+            m[0], 0b10,
+            "versions seen only on 3.11 are not pinned for 3.10"
+        );
     }
 }

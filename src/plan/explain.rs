@@ -106,7 +106,7 @@ pub(super) fn explain(
     );
     let _ = writeln!(
         out,
-        "  because   it needs Python {} on {}{}, and {} distributions ({:?} under the rules); flows of another Python, OS family or group never share its image",
+        "  because   it needs Python {} on {}{}, and {} distributions ({} under the rules); flows of another Python, OS family or group never share its image",
         p.python,
         p.os_family,
         p.group
@@ -114,7 +114,10 @@ pub(super) fn explain(
             .map(|g| format!(" in the separate group `{g}`"))
             .unwrap_or_default(),
         demand.needs.len(),
-        rules.needs,
+        match rules.needs {
+            crate::rules::Needs::Installed => "all installed",
+            crate::rules::Needs::Imports => "for its imports",
+        },
     );
     if let Some(pl) = placement {
         if pl.moves.is_empty() {

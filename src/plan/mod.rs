@@ -239,7 +239,9 @@ impl Solved {
 }
 
 fn dedupe(demands: &[Demand]) -> Vec<Vertex> {
-    let mut index: HashMap<(&Partition, Vec<(u32, &[u64])>), usize> = HashMap::new();
+    /// A requirement's identity: its partition and allowed sets (not the built versions).
+    type Key<'a> = (&'a Partition, Vec<(u32, &'a [u64])>);
+    let mut index: HashMap<Key, usize> = HashMap::new();
     let mut vertices: Vec<Vertex> = vec![];
     for (i, d) in demands.iter().enumerate() {
         let key = (
@@ -487,12 +489,15 @@ fn pins(class: &[usize], vertices: &[Vertex]) -> BTreeMap<u32, u32> {
         .collect()
 }
 
+/// Runtime images (sorted for output), their files, and each class's output position.
+type BuiltImages = (Vec<RuntimeImage>, Vec<(String, String)>, Vec<usize>);
+
 fn build_images(
     inv: &Inventory,
     rules: &Rules,
     work: &Work,
     classes: &[Vec<usize>],
-) -> Result<(Vec<RuntimeImage>, Vec<(String, String)>, Vec<usize>), PlanError> {
+) -> Result<BuiltImages, PlanError> {
     let mut images = vec![];
     let mut files = vec![];
     for class in classes {

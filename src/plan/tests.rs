@@ -233,26 +233,13 @@ fn explain_names_the_clash() {
     let inv = small(40, 7);
     let r = rules("[versions]\ndefault = \"exact\"\n");
     let s = solve(&inv, &r, &Options::default()).unwrap();
-    let key = s
-        .plan
-        .flows
-        .iter()
-        .find(|f| {
-            s.work.conflicts[s
-                .work
-                .vertices
-                .iter()
-                .position(|v| {
-                    v.demands
-                        .iter()
-                        .any(|&d| inv.flows[s.work.demands[d].flow].key == f.flow)
-                })
-                .unwrap()]
-            .len()
-                > 0
-        })
-        .unwrap()
-        .flow
+    // a flow whose requirement conflicts with another's
+    let w = &s.work;
+    let v = (0..w.vertices.len())
+        .find(|&v| !w.conflicts[v].is_empty())
+        .unwrap();
+    let key = inv.flows[w.demands[w.vertices[v].demands[0]].flow]
+        .key
         .clone();
     let text = s.explain(&inv, &r, &key).unwrap();
     assert!(

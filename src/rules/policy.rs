@@ -42,8 +42,10 @@ impl Policy {
             "compatible" => return Ok(Policy::Compatible),
             _ => {}
         }
-        let specs = VersionSpecifiers::from_str(text)
-            .map_err(|e| PolicyError::Invalid(text.to_string(), e.to_string()))?;
+        let specs = VersionSpecifiers::from_str(text).map_err(|e| {
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            PolicyError::Invalid(text.to_string(), first)
+        })?;
         for s in specs.iter() {
             let op = match s.operator() {
                 Operator::NotEqual => "!=",

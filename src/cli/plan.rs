@@ -1,0 +1,204 @@
+//! `unsprawl plan`: inventory in, plan document and runtime image files out.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::HumanBytes;
+
+use crate::inventory::Inventory;
+use crate::plan::{self, Objective, Options, Plan};
+use crate::rules::Rules;
+
+#[derive(Args)]
+pub(super) struct PlanArgs {
+    /// The inventory (`unsprawl scan …`), with flows linked.
+    inventory: PathBuf,
+    /// A rules file merged over the built-in `rules/default.toml` (repeatable, in order).
+    #[arg(long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
+    /// Where the plan document goes; Dockerfiles and requirements go beside it, under
+    /// `runtime-images/`.
+    #[arg(short, long, default_value = "plan.json")]
+    output: PathBuf,
+    /// `images`: fewest runtime images. `bytes`: also weigh what flows pull but do not need.
+    #[arg(long, value_enum, default_value = "images")]
+    objective: ObjectiveArg,
+    /// With `--objective bytes`: how many bytes one more runtime image is worth.
+    #[arg(long, default_value = "500MB", value_parser = parse_bytes)]
+    image_weight: u64,
+    /// Print why this flow (key, name or name/deployment) is where it is; writes nothing.
+    #[arg(long, value_name = "FLOW")]
+    explain: Option<String>,
+    /// Exit 1 when some flows could not be planned.
+    #[arg(long)]
+    strict: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ObjectiveArg {
+    Images,
+    Bytes,
+}
+
+/// `500MB`, `2GiB`, `1000000`.
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (n, unit) = s.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size like 500MB"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown unit `{other}` (B, KB, MB, GB, KiB, MiB, GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
+pub(super) fn run(a: &PlanArgs) -> Result<ExitCode> {
+    let inv = Inventory::read(&a.inventory)?;
+    let files: Vec<&Path> = a.rules.iter().map(PathBuf::as_path).collect();
+    let rules = Rules::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = Options {
+        objective: match a.objective {
+            ObjectiveArg::Images => Objective::Images,
+            ObjectiveArg::Bytes => Objective::Bytes {
+                image_weight: a.image_weight,
+            },
+        },
+        ..Options::default()
+    };
+    let solved = plan::solve(&inv, &rules, &opts)?;
+    if let Some(flow) = &a.explain {
+        let text = solved
+            .explain(&inv, &rules, flow)
+            .map_err(anyhow::Error::msg)?;
+        print!("{text}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    write_plan(&solved, &a.output)?;
+    print_plan_summary(&solved.plan, &a.output);
+    Ok(if a.strict && !solved.plan.unplanned.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+const MARKER: &str = ".unsprawl-generated";
+
+/// The plan document and its files. `runtime-images/` is replaced whole, but only when
+/// unsprawl made it (a marker file says so): a plan never deletes a folder it did not write.
+pub(super) fn write_plan(solved: &plan::Solved, output: &Path) -> Result<()> {
+    let dir = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let images_dir = dir.join("runtime-images");
+    if images_dir.exists() {
+        if !images_dir.join(MARKER).exists() {
+            anyhow::bail!(
+                "{} exists and was not written by unsprawl; move it away or choose another -o",
+                images_dir.display()
+            );
+        }
+        std::fs::remove_dir_all(&images_dir)
+            .with_context(|| format!("cannot clear {}", images_dir.display()))?;
+    }
+    std::fs::create_dir_all(&images_dir)
+        .with_context(|| format!("cannot create {}", images_dir.display()))?;
+    std::fs::write(
+        images_dir.join(MARKER),
+        "Written by `unsprawl plan`; replaced by the next plan written here.\n",
+    )?;
+    for (rel, text) in &solved.files {
+        let path = dir.join(rel);
+        if let Some(p) = path.parent() {
+            std::fs::create_dir_all(p)?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    super::write_json(output, &solved.plan)
+}
+
+pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
+    let s = &plan.summary;
+    let mut e = std::io::stderr().lock();
+    let bound = if plan.objective == "bytes" {
+        format!("the fewest-images plan has {}", s.fewest_images.images)
+    } else if s.optimal {
+        "optimal".to_string()
+    } else {
+        format!(
+            "at most {} more than optimal",
+            s.runtime_images - s.lower_bound
+        )
+    };
+    let _ = writeln!(
+        e,
+        "plan: {} of {} flows on {} runtime image(s) (lower bound {}: {bound}); today they use {} image(s)",
+        s.planned, s.flows, s.runtime_images, s.lower_bound, s.current_images
+    );
+    if s.splits > 0 {
+        let _ = writeln!(
+            e,
+            "  {} image(s) split to stay under [image] max_bytes",
+            s.splits
+        );
+    }
+    if plan.objective == "bytes" {
+        let _ = writeln!(
+            e,
+            "  bytes objective: {} images, {} pulled but unneeded (fewest-images plan: {} images, {})",
+            s.chosen.images,
+            HumanBytes(s.chosen.unneeded_bytes),
+            s.fewest_images.images,
+            HumanBytes(s.fewest_images.unneeded_bytes)
+        );
+    }
+    for img in plan.runtime_images.iter().take(20) {
+        let _ = writeln!(
+            e,
+            "  {}  {} flow(s), {} pins, ~{}",
+            img.name,
+            img.members.len(),
+            img.requirements.len(),
+            HumanBytes(img.estimated_bytes)
+        );
+    }
+    if plan.runtime_images.len() > 20 {
+        let _ = writeln!(e, "  … {} more in the plan", plan.runtime_images.len() - 20);
+    }
+    for u in &plan.unplanned {
+        let _ = writeln!(e, "  not planned: {} ({}): {}", u.flow, u.name, u.reason);
+    }
+    let _ = writeln!(e, "  → {} and runtime-images/", out.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_bytes("500MB"), Ok(500_000_000));
+        assert_eq!(parse_bytes("2GiB"), Ok(2 << 30));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("5 parsecs").is_err());
+        assert!(parse_bytes("99999999999999GB").is_err());
+    }
+}
