@@ -36,3 +36,27 @@ fn scan_help() {
     let out = common::ok(&["scan", "oci-dir", "--help"]);
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
 }
+
+#[test]
+fn plan_explain() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(run_in(tmp.path(), &["demo", "-o", "out"]).status.success());
+    std::fs::write(
+        tmp.path().join("strict.toml"),
+        "[versions]\ndefault = \"exact\"\n",
+    )
+    .unwrap();
+    let out = run_in(
+        tmp.path(),
+        &[
+            "plan",
+            "out/inventory.json",
+            "--rules",
+            "strict.toml",
+            "--explain",
+            "flow-a-nightly",
+        ],
+    );
+    assert!(out.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
+}

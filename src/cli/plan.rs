@@ -186,7 +186,16 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
     for u in &plan.unplanned {
         let _ = writeln!(e, "  not planned: {} ({}): {}", u.flow, u.name, u.reason);
     }
-    let _ = writeln!(e, "  → {} and runtime-images/", out.display());
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let _ = writeln!(
+        e,
+        "  → {} and {}",
+        out.display(),
+        dir.join("runtime-images").display()
+    );
 }
 
 #[cfg(test)]

@@ -150,8 +150,11 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
         conflicts,
         image_of,
     };
-    let (runtime_images, files, image_position) = build_images(inv, rules, &work, &packed)?;
-    let flows = placements(inv, &work, &runtime_images);
+    let class_pins: Vec<BTreeMap<u32, u32>> =
+        packed.iter().map(|c| pins(c, &work.vertices)).collect();
+    let (runtime_images, files, image_position) =
+        build_images(inv, rules, &work, &packed, &class_pins)?;
+    let flows = placements(inv, &work, &runtime_images, &class_pins, &image_position);
     let unplanned: Vec<Unplanned> = refusals
         .iter()
         .map(|r| Unplanned {
@@ -497,12 +500,12 @@ fn build_images(
     rules: &Rules,
     work: &Work,
     classes: &[Vec<usize>],
+    class_pins: &[BTreeMap<u32, u32>],
 ) -> Result<BuiltImages, PlanError> {
     let mut images = vec![];
     let mut files = vec![];
-    for class in classes {
+    for (class, pinned) in classes.iter().zip(class_pins) {
         let p = &work.vertices[class[0]].partition;
-        let pinned = pins(class, &work.vertices);
         let requirements: Vec<DistPin> = pinned
             .iter()
             .map(|(&d, &v)| {
@@ -595,54 +598,45 @@ fn build_images(
     Ok((images, files, position))
 }
 
-fn placements(inv: &Inventory, work: &Work, images: &[RuntimeImage]) -> Vec<Placement> {
-    let by_member: HashMap<&str, &RuntimeImage> = images
-        .iter()
-        .flat_map(|i| i.members.iter().map(move |m| (m.as_str(), i)))
-        .collect();
-    let mut out: Vec<Placement> = work
-        .demands
-        .iter()
-        .map(|d| {
+fn placements(
+    inv: &Inventory,
+    work: &Work,
+    images: &[RuntimeImage],
+    class_pins: &[BTreeMap<u32, u32>],
+    image_position: &[usize],
+) -> Vec<Placement> {
+    let mut out: Vec<Placement> = vec![];
+    for (v, vertex) in work.vertices.iter().enumerate() {
+        let class = work.image_of[v];
+        let pins = &class_pins[class];
+        let image = &images[image_position[class]];
+        // what the image carries beyond this requirement
+        let unneeded: Vec<u32> = pins
+            .keys()
+            .filter(|d| vertex.needs.binary_search_by_key(*d, |n| n.dist).is_err())
+            .copied()
+            .collect();
+        let unneeded_bytes: u64 = unneeded
+            .iter()
+            .filter_map(|&d| work.cat.get(d).bytes_of(pins[&d]))
+            .sum();
+        for &di in &vertex.demands {
+            let d = &work.demands[di];
             let flow = &inv.flows[d.flow];
-            let image = by_member[flow.key.as_str()];
-            let pinned: HashMap<&str, &str> = image
-                .requirements
-                .iter()
-                .map(|r| (r.name.as_str(), r.version.as_str()))
-                .collect();
             let moves = d
                 .needs
                 .iter()
-                .filter_map(|n| {
+                .filter(|n| pins[&n.dist] != n.built)
+                .map(|n| {
                     let e = work.cat.get(n.dist);
-                    let from = &e.versions[n.built as usize].text;
-                    let to = pinned.get(e.name.as_str())?;
-                    (from != to).then(|| VersionMove {
+                    VersionMove {
                         name: e.name.clone(),
-                        from: from.clone(),
-                        to: to.to_string(),
-                    })
+                        from: e.versions[n.built as usize].text.clone(),
+                        to: e.versions[pins[&n.dist] as usize].text.clone(),
+                    }
                 })
                 .collect();
-            let needed: BTreeSet<&str> = d
-                .needs
-                .iter()
-                .map(|n| work.cat.get(n.dist).name.as_str())
-                .collect();
-            let unneeded: Vec<&DistPin> = image
-                .requirements
-                .iter()
-                .filter(|r| !needed.contains(r.name.as_str()))
-                .collect();
-            let unneeded_bytes = unneeded
-                .iter()
-                .filter_map(|r| {
-                    let e = work.cat.get(work.cat.id(&r.name)?);
-                    e.bytes_of(e.position(&r.version)?)
-                })
-                .sum();
-            Placement {
+            out.push(Placement {
                 flow: flow.key.clone(),
                 name: flow.name.clone(),
                 runtime_image: image.name.clone(),
@@ -650,9 +644,9 @@ fn placements(inv: &Inventory, work: &Work, images: &[RuntimeImage]) -> Vec<Plac
                 moves,
                 unneeded: unneeded.len(),
                 unneeded_bytes,
-            }
-        })
-        .collect();
+            });
+        }
+    }
     out.sort_by(|a, b| a.flow.cmp(&b.flow));
     out
 }

@@ -87,44 +87,49 @@ fn catalogue(spec: &Spec, rng: &mut Rng) -> Vec<(String, Vec<String>, u64)> {
 pub fn inventory(spec: &Spec) -> Inventory {
     let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let cat = catalogue(spec, &mut rng);
-    // a team's stack: distribution → version index, and its Python
-    let stacks: Vec<(usize, BTreeMap<usize, usize>)> = (0..spec.teams)
+    // A team's stack: its Python and a few generations of its requirements file (each
+    // bumps some versions), as teams upgrade in steps rather than flow by flow.
+    let teams: Vec<(usize, Vec<BTreeMap<usize, usize>>)> = (0..spec.teams)
         .map(|_| {
             let python = rng.skewed(spec.pythons.len().max(1));
             let size = spec.per_flow.0 + rng.below(spec.per_flow.1 - spec.per_flow.0 + 1);
-            let stack = (0..size)
-                .map(|_| {
-                    let d = rng.skewed(cat.len());
-                    let n = cat[d].1.len();
-                    (d, n - 1 - rng.skewed(n))
-                })
-                .collect();
-            (python, stack)
+            let mut stack: BTreeMap<usize, usize> = BTreeMap::new();
+            for _ in 0..size {
+                let d = rng.skewed(cat.len());
+                let n = cat[d].1.len();
+                stack.insert(d, n.saturating_sub(2 + rng.skewed(n)).min(n - 1));
+            }
+            let mut generations = vec![stack.clone()];
+            for _ in 0..1 + rng.below(3) {
+                for (d, v) in stack.iter_mut() {
+                    if rng.chance(30) && *v + 1 < cat[*d].1.len() {
+                        *v += 1;
+                    }
+                }
+                generations.push(stack.clone());
+            }
+            (python, generations)
         })
         .collect();
     let mut images = vec![];
     let mut flows = vec![];
     for i in 0..spec.flows {
-        let (team_python, stack) = &stacks[rng.skewed(stacks.len())];
+        let (team_python, generations) = &teams[rng.skewed(teams.len())];
         let python = if rng.chance(90) {
             *team_python
         } else {
             rng.below(spec.pythons.len())
         };
         let python = spec.pythons[python].clone();
-        let mut chosen: BTreeMap<usize, usize> = BTreeMap::new();
-        for (&d, &v) in stack {
-            if rng.chance(85) {
+        let newest_first = generations.len() - 1 - rng.skewed(generations.len());
+        let mut chosen = generations[newest_first].clone();
+        // most flows use their team's file as it is; some add or pin something
+        if rng.chance(35) {
+            for _ in 0..1 + rng.below(3) {
+                let d = rng.skewed(cat.len());
                 let n = cat[d].1.len();
-                // drift: an older or newer version than the team's
-                let v = if rng.chance(20) { rng.below(n) } else { v };
-                chosen.insert(d, v);
+                chosen.insert(d, n - 1 - rng.skewed(n));
             }
-        }
-        for _ in 0..rng.below(6) {
-            let d = rng.skewed(cat.len());
-            let n = cat[d].1.len();
-            chosen.entry(d).or_insert(n - 1 - rng.skewed(n));
         }
         let layer = format!("sha256:{:064x}", i);
         let mut distributions: Vec<Distribution> = chosen

@@ -28,6 +28,29 @@ pub(super) fn verify(inv: &Inventory, rules: &Rules, plan: &Plan, cat: &Catalogu
         inv.flows.iter().map(|f| (f.key.as_str(), f)).collect();
     let images: HashMap<&str, &crate::inventory::Image> =
         inv.images.iter().map(|i| (i.id.as_str(), i)).collect();
+    // per runtime image: its pins, and the modules its distributions provide
+    let pinned: Vec<HashMap<&str, &str>> = plan
+        .runtime_images
+        .iter()
+        .map(|img| {
+            img.requirements
+                .iter()
+                .map(|r| (r.name.as_str(), r.version.as_str()))
+                .collect()
+        })
+        .collect();
+    let provided: Vec<BTreeSet<&str>> = plan
+        .runtime_images
+        .iter()
+        .map(|img| {
+            img.requirements
+                .iter()
+                .filter_map(|r| cat.id(&r.name))
+                .chain(rules.ignore.iter().filter_map(|n| cat.id(n)))
+                .flat_map(|d| cat.get(d).import_names.iter().map(String::as_str))
+                .collect()
+        })
+        .collect();
     for p in &plan.flows {
         let Some(&i) = image_of.get(p.flow.as_str()) else {
             problems.push(format!("flow {} has no runtime image", p.flow));
@@ -50,11 +73,7 @@ pub(super) fn verify(inv: &Inventory, rules: &Rules, plan: &Plan, cat: &Catalogu
                 p.flow, req.python, req.os_family, img.name, img.python, img.os_family
             ));
         }
-        let pinned: HashMap<&str, &str> = img
-            .requirements
-            .iter()
-            .map(|r| (r.name.as_str(), r.version.as_str()))
-            .collect();
+        let (pinned, provided) = (&pinned[i], &provided[i]);
         let needs: Vec<(String, String)> = match rules.needs {
             Needs::Imports => req
                 .imports
@@ -109,13 +128,6 @@ pub(super) fn verify(inv: &Inventory, rules: &Rules, plan: &Plan, cat: &Catalogu
             }
         }
         // modules: what the flow imports must come from a pinned distribution
-        let provided: BTreeSet<&str> = img
-            .requirements
-            .iter()
-            .filter_map(|r| cat.id(&r.name))
-            .chain(rules.ignore.iter().filter_map(|n| cat.id(n)))
-            .flat_map(|d| cat.get(d).import_names.iter().map(String::as_str))
-            .collect();
         for m in &req.imported_modules {
             if req.local_modules.contains(m) || req.unresolved_modules.contains(m) {
                 continue;
