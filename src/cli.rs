@@ -25,6 +25,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Learn what images contain and write the inventory document.
@@ -109,6 +111,31 @@ enum ScanSource {
     Registry {
         #[arg(required = true, value_name = "HOST|REFERENCE")]
         targets: Vec<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        #[command(flatten)]
+        opts: ScanArgs,
+    },
+    /// A local Docker engine's images (Engine API), optionally with registries, OCI
+    /// layouts and archives in the same run: the same image found in several places is
+    /// one image whose `locations` list every copy.
+    Engine {
+        /// `unix:///path/docker.sock` or `tcp://host:2375` (default: `DOCKER_HOST`, else
+        /// the default socket, as the docker CLI does).
+        #[arg(long)]
+        host: Option<String>,
+        /// Only images matching these `docker image ls` filters (`reference=team/*`).
+        #[arg(long = "filter", value_name = "KEY=VALUE")]
+        filters: Vec<String>,
+        /// Also scan these registries or images (as `scan registry` takes them).
+        #[arg(long = "with-registry", value_name = "HOST|REFERENCE")]
+        with_registry: Vec<String>,
+        /// Also scan these OCI layouts.
+        #[arg(long = "with-oci-dir", value_name = "PATH")]
+        with_oci_dir: Vec<PathBuf>,
+        /// Also scan these docker-save archives.
+        #[arg(long = "with-archive", value_name = "FILE")]
+        with_archive: Vec<PathBuf>,
         #[command(flatten)]
         registry: RegistryArgs,
         #[command(flatten)]
@@ -328,6 +355,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     registry,
                     opts,
                 } => (registry_inputs(&targets, &registry)?, opts),
+                ScanSource::Engine {
+                    host,
+                    filters,
+                    with_registry,
+                    with_oci_dir,
+                    with_archive,
+                    registry,
+                    opts,
+                } => {
+                    let engine = crate::scan::source::engine::EngineInput { host, filters };
+                    // an engine that cannot be reached is an error, not an empty inventory
+                    crate::scan::source::engine::probe(&engine).map_err(anyhow::Error::msg)?;
+                    let mut inputs = vec![Input::Engine(engine)];
+                    if !with_registry.is_empty() {
+                        inputs.extend(registry_inputs(&with_registry, &registry)?);
+                    }
+                    inputs.extend(with_oci_dir.into_iter().map(Input::OciDir));
+                    inputs.extend(with_archive.into_iter().map(Input::Archive));
+                    (inputs, opts)
+                }
                 ScanSource::Prefect1 { .. } | ScanSource::Prefect { .. } => {
                     unreachable!("handled above")
                 }

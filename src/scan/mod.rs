@@ -37,6 +37,8 @@ pub enum Input {
     OciDir(PathBuf),
     Archive(PathBuf),
     Registry(Box<source::registry::RegistryInput>),
+    /// A Docker engine (Engine API).
+    Engine(source::engine::EngineInput),
 }
 
 pub struct ScanOptions {
@@ -203,8 +205,34 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     let mut stats = ScanStats::default();
     // registry walks own the runtime their blob streams run on: keep them to the end
     let mut runtimes = Vec::new();
+    // engine save streams are read lazily, like any archive: keep the files to the end
+    let mut saved = Vec::new();
     for input in inputs {
         match input {
+            Input::Engine(e) => {
+                let src = SourceRef {
+                    kind: "engine".into(),
+                    location: e.address(),
+                };
+                sources.push(src.clone());
+                let opened = source::engine::export(e, &opts.temp_dir).and_then(|x| {
+                    errors.extend(x.problems.iter().cloned().map(Problem::from));
+                    let o = source::archive::open_as(x.file.path(), &opts.temp_dir, src.clone());
+                    saved.push(x);
+                    o
+                });
+                match opened {
+                    Ok(o) => {
+                        found.extend(o.images);
+                        errors.extend(o.problems.into_iter().map(Problem::from));
+                    }
+                    Err(message) => errors.push(Problem {
+                        layer: None,
+                        path: Some(src.location.clone()),
+                        message,
+                    }),
+                }
+            }
             Input::Registry(r) => {
                 sources.push(SourceRef {
                     kind: "registry".into(),
@@ -412,6 +440,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     let images: Vec<Image> = by_id.into_values().map(|r| assemble(r, &facts)).collect();
     stats.images = images.len();
     drop(runtimes);
+    drop(saved);
     let mut inv = Inventory::new(sources, images, errors);
     inv.scanned_at =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());

@@ -36,6 +36,12 @@ pub fn open(path: &Path, temp_dir: &Path) -> Result<Opened, String> {
         kind: "archive".into(),
         location: path.display().to_string(),
     };
+    open_as(path, temp_dir, source)
+}
+
+/// Open an archive whose images are recorded as coming from `source` (a Docker
+/// engine's save stream is an archive, but its images live in the engine).
+pub fn open_as(path: &Path, temp_dir: &Path, source: SourceRef) -> Result<Opened, String> {
     let store = Arc::new(index_archive(path, temp_dir)?);
     let mut problems = Vec::new();
 

@@ -3,6 +3,7 @@
 //! become further sources of the same shape.
 
 pub mod archive;
+pub mod engine;
 pub mod oci_layout;
 pub mod registry;
 
