@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod plan;
+mod report;
 
 use crate::fixture;
 use crate::inventory::{Inventory, Status};
@@ -37,6 +38,9 @@ enum Command {
     /// Plan the fewest shared runtime images for the inventory's flows, and write each
     /// image's Dockerfile and pinned requirements.
     Plan(plan::PlanArgs),
+    /// Audit report of image sprawl (JSON, Markdown, HTML, CSV), with the plan's effect
+    /// and the trend since the last report. Exit 1 when a `--fail-on` rule is broken.
+    Report(report::ReportArgs),
     /// Run the whole pipeline (as far as it exists) on the bundled fixture images.
     Demo {
         /// Where the demo writes its images and inventory.
@@ -382,6 +386,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run_scan(&inputs, &args)
         }
         Command::Plan(a) => plan::run(&a),
+        Command::Report(a) => report::run(&a),
         Command::Demo { output } => demo(&output),
         Command::Fixtures(a) => build_fixtures(&a),
     }
@@ -886,6 +891,21 @@ fn demo(out: &Path) -> Result<ExitCode> {
     let plan_path = out.join("plan.json");
     plan::write_plan(&solved, &plan_path)?;
     plan::print_plan_summary(&solved.plan, &plan_path);
+
+    // and the audit report of it all (no timestamps: the same input, the same files;
+    // reports/example is a copy, checked for drift by the tests)
+    let r = crate::report::build(
+        &inv,
+        Some(&solved.plan),
+        None,
+        &[],
+        &crate::report::Options {
+            stale_after: std::time::Duration::from_secs(180 * 86_400),
+            timestamp: false,
+        },
+    );
+    let written = report::write_report(&r, &out.join("report"), &report::ALL_FORMATS)?;
+    eprintln!("report: {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,5 +9,6 @@ pub mod flows;
 pub mod inventory;
 pub mod pickle;
 pub mod plan;
+pub mod report;
 pub mod rules;
 pub mod scan;

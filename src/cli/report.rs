@@ -1,0 +1,145 @@
+//! `unsprawl report`: inventory (+ plan, + last report) in, report files out, and an exit
+//! code CI can act on: 0 fine, 1 a `--fail-on` rule is broken, 2 error.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+
+use crate::inventory::Inventory;
+use crate::plan::Plan;
+use crate::report::{self, Report, policy::Rule, render};
+
+#[derive(Args)]
+pub(super) struct ReportArgs {
+    /// The inventory (`unsprawl scan …`).
+    inventory: PathBuf,
+    /// The plan (`unsprawl plan …`): adds the consolidation's effect.
+    #[arg(long)]
+    plan: Option<PathBuf>,
+    /// The last report's `report.json`: adds what grew, what is new, what went away.
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// Which files to write.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "json,md,html,csv"
+    )]
+    format: Vec<Format>,
+    /// The folder the files go to (default `reports/<today>/`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Images created longer ago than this (before the inventory's scan) are stale.
+    #[arg(long, default_value = "180d", value_parser = humantime::parse_duration)]
+    stale_after: std::time::Duration,
+    /// Exit 1 when the report breaks this rule: images>N, orphans>N, dangling>N,
+    /// stale>N, growth>P% (growth needs --previous). Repeatable.
+    #[arg(long = "fail-on", value_name = "RULE")]
+    fail_on: Vec<Rule>,
+    /// No timestamps: identical input gives byte-identical files.
+    #[arg(long)]
+    no_timestamp: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Format {
+    Json,
+    Md,
+    Html,
+    Csv,
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path, schema: &str) -> Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let found = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+    if found != schema {
+        anyhow::bail!(
+            "{} has schema {found:?}, expected {schema:?}",
+            path.display()
+        );
+    }
+    serde_json::from_value(v).with_context(|| format!("{} does not match {schema}", path.display()))
+}
+
+pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
+    let inv = Inventory::read(&a.inventory)?;
+    let plan: Option<Plan> = a
+        .plan
+        .as_deref()
+        .map(|p| read(p, crate::plan::SCHEMA))
+        .transpose()?;
+    let previous: Option<Report> = a
+        .previous
+        .as_deref()
+        .map(|p| read(p, report::SCHEMA))
+        .transpose()?;
+    let r = report::build(
+        &inv,
+        plan.as_ref(),
+        previous.as_ref(),
+        &a.fail_on,
+        &report::Options {
+            stale_after: a.stale_after,
+            timestamp: !a.no_timestamp,
+        },
+    );
+    let dir = a.output.clone().unwrap_or_else(|| {
+        let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        PathBuf::from("reports").join(&today[..10])
+    });
+    let written = write_report(&r, &dir, &a.format)?;
+    eprintln!(
+        "report: {} images ({} tags, {} distinct layers), {} orphan, {} dangling, {} stale{} → {}",
+        r.totals.images,
+        r.totals.tags,
+        r.totals.unique_layers,
+        r.orphans.len(),
+        r.dangling.len(),
+        r.stale.len(),
+        r.plan
+            .as_ref()
+            .map(|p| format!(
+                "; plan {} → {} runtime images",
+                p.images_before, p.runtime_images
+            ))
+            .unwrap_or_default(),
+        written.join(", ")
+    );
+    for v in &r.violations {
+        eprintln!("  policy violated: {} (value {})", v.rule, v.value);
+    }
+    Ok(if r.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub(super) const ALL_FORMATS: [Format; 4] = [Format::Json, Format::Md, Format::Html, Format::Csv];
+
+pub(super) fn write_report(r: &Report, dir: &Path, formats: &[Format]) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut written = vec![];
+    for f in formats {
+        let (name, text) = match f {
+            Format::Json => {
+                super::write_json(&dir.join("report.json"), r)?;
+                written.push(dir.join("report.json").display().to_string());
+                continue;
+            }
+            Format::Md => ("report.md", render::markdown(r)?),
+            Format::Html => ("report.html", render::html(r)?),
+            Format::Csv => ("images.csv", render::csv(r)?),
+        };
+        let path = dir.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
+}

@@ -1,0 +1,406 @@
+//! Report: the audit of image sprawl (`unsprawl/report/v1`) from an inventory, and, when
+//! given, a plan and the previous report (for trends). The JSON document is the source
+//! of truth; Markdown, CSV and HTML ([`render`]) are views of it, and `--fail-on`
+//! ([`policy`]) turns it into a CI verdict.
+
+pub mod policy;
+pub mod render;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{Image, Inventory};
+use crate::plan::Plan;
+
+pub const SCHEMA: &str = "unsprawl/report/v1";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    pub schema: String,
+    pub generator: String,
+    /// `null` with `--no-timestamp` (byte-identical reports for identical input).
+    pub generated_at: Option<String>,
+    pub inventory_scanned_at: Option<String>,
+    pub sources: Vec<String>,
+    pub totals: Totals,
+    /// By repository (registry host and path, without tag).
+    pub repositories: Vec<RepositoryRow>,
+    /// How many images have each Python minor / Prefect version / OS.
+    pub python_versions: BTreeMap<String, usize>,
+    pub prefect_versions: BTreeMap<String, usize>,
+    pub operating_systems: BTreeMap<String, usize>,
+    /// Distributions installed in the most images, with their version spread.
+    pub duplicated_distributions: Vec<DistributionRow>,
+    /// One row per image (also the CSV).
+    pub images: Vec<ImageRow>,
+    /// References of images no flow uses (only when flows were scanned).
+    pub orphans: Vec<String>,
+    /// Flows whose image is in no scanned source.
+    pub dangling: Vec<String>,
+    /// Images created more than `stale_after_days` before the inventory was scanned.
+    pub stale: Vec<String>,
+    pub stale_after_days: u64,
+    pub plan: Option<PlanEffect>,
+    pub trend: Option<Trend>,
+    /// `--fail-on` rules that the numbers break.
+    pub violations: Vec<policy::Violation>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    pub images: usize,
+    /// References (repository:tag) over all images.
+    pub tags: usize,
+    pub unique_manifests: usize,
+    pub unique_layers: usize,
+    /// Σ stored bytes of each distinct layer once: what the registry really holds.
+    pub stored_bytes_unique: u64,
+    /// Σ stored bytes over images, as if nothing were shared.
+    pub stored_bytes_sum: u64,
+    /// Layer references over all images / distinct layers (1.0 = nothing shared).
+    pub layer_sharing: f64,
+    pub flows: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RepositoryRow {
+    pub repository: String,
+    pub images: usize,
+    pub tags: usize,
+    pub stored_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DistributionRow {
+    pub name: String,
+    pub images: usize,
+    pub versions: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageRow {
+    pub id: String,
+    pub references: Vec<String>,
+    pub created: Option<String>,
+    pub stored_bytes: u64,
+    pub os: Option<String>,
+    pub python: Vec<String>,
+    pub prefect: Vec<String>,
+    pub distributions: usize,
+    pub flows: usize,
+    pub orphan: bool,
+    pub stale: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlanEffect {
+    /// Distinct images the planned flows run on today.
+    pub images_before: usize,
+    pub runtime_images: usize,
+    pub lower_bound: usize,
+    pub optimal: bool,
+    pub planned_flows: usize,
+    pub unplanned_flows: usize,
+    /// Σ stored bytes of the distinct layers of the images the planned flows use today.
+    pub stored_bytes_before: u64,
+    /// Σ estimated installed bytes of the runtime images (their bases not included).
+    pub runtime_image_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Trend {
+    pub previous_generated_at: Option<String>,
+    pub images_before: usize,
+    pub images_delta: i64,
+    pub stored_bytes_delta: i64,
+    /// Growth of stored unique bytes, in percent of the previous report.
+    pub growth_percent: f64,
+    pub new_images: Vec<String>,
+    pub gone_images: Vec<String>,
+}
+
+pub struct Options {
+    pub stale_after: Duration,
+    pub timestamp: bool,
+}
+
+fn label(img: &Image) -> String {
+    img.references
+        .first()
+        .cloned()
+        .unwrap_or_else(|| img.id.chars().take(19).collect())
+}
+
+fn repository(reference: &str) -> String {
+    let no_digest = reference.split('@').next().unwrap_or(reference);
+    match no_digest.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => repo.to_string(),
+        _ => no_digest.to_string(),
+    }
+}
+
+pub fn build(
+    inv: &Inventory,
+    plan: Option<&Plan>,
+    previous: Option<&Report>,
+    fail_on: &[policy::Rule],
+    opts: &Options,
+) -> Report {
+    let mut layers: HashMap<&str, u64> = HashMap::new();
+    let mut layer_refs = 0usize;
+    let mut manifests: BTreeSet<&str> = BTreeSet::new();
+    for img in &inv.images {
+        for l in &img.layers {
+            layers.insert(&l.digest, l.stored_bytes);
+            layer_refs += 1;
+        }
+        if let Some(m) = &img.manifest_digest {
+            manifests.insert(m);
+        }
+    }
+    let flows_by_image: HashMap<&str, usize> = inv.flows.iter().fold(HashMap::new(), |mut m, f| {
+        if let Some(id) = &f.link.image_id {
+            *m.entry(id.as_str()).or_default() += 1;
+        }
+        m
+    });
+    let scanned = inv
+        .scanned_at
+        .as_deref()
+        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .unwrap_or_else(SystemTime::now);
+    let is_stale = |img: &Image| {
+        img.created
+            .as_deref()
+            .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+            .is_some_and(|c| scanned.duration_since(c).unwrap_or_default() > opts.stale_after)
+    };
+    let have_flows = !inv.flows.is_empty();
+
+    let mut repositories: BTreeMap<String, RepositoryRow> = BTreeMap::new();
+    let mut python = BTreeMap::new();
+    let mut prefect = BTreeMap::new();
+    let mut oses = BTreeMap::new();
+    let mut dists: BTreeMap<String, DistributionRow> = BTreeMap::new();
+    let mut images = vec![];
+    for img in &inv.images {
+        let repos: BTreeSet<String> = img.references.iter().map(|r| repository(r)).collect();
+        for r in repos {
+            let row = repositories.entry(r.clone()).or_insert(RepositoryRow {
+                repository: r.clone(),
+                images: 0,
+                tags: 0,
+                stored_bytes: 0,
+            });
+            row.images += 1;
+            row.tags += img.references.iter().filter(|x| repository(x) == r).count();
+            row.stored_bytes += img.size.stored_bytes;
+        }
+        let c = img.contents.as_ref();
+        let os = c.and_then(|c| c.os.as_ref()).and_then(|o| {
+            o.pretty_name.clone().or_else(|| {
+                o.id.clone()
+                    .map(|id| format!("{id} {}", o.version_id.clone().unwrap_or_default()))
+            })
+        });
+        *oses
+            .entry(os.clone().unwrap_or_else(|| "unknown".into()))
+            .or_default() += 1;
+        let pythons: Vec<String> = c
+            .map(|c| {
+                c.python
+                    .interpreters
+                    .iter()
+                    .map(|i| i.minor.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in &pythons {
+            *python.entry(p.clone()).or_default() += 1;
+        }
+        let prefects = c.map(|c| c.prefect.versions.clone()).unwrap_or_default();
+        for p in &prefects {
+            *prefect.entry(p.clone()).or_default() += 1;
+        }
+        let mut seen_here = BTreeSet::new();
+        for d in c
+            .map(|c| c.python.distributions.as_slice())
+            .unwrap_or_default()
+        {
+            let row = dists.entry(d.name.clone()).or_insert(DistributionRow {
+                name: d.name.clone(),
+                images: 0,
+                versions: BTreeMap::new(),
+            });
+            if seen_here.insert(d.name.clone()) {
+                row.images += 1;
+            }
+            *row.versions.entry(d.version.clone()).or_default() += 1;
+        }
+        let flows = flows_by_image.get(img.id.as_str()).copied().unwrap_or(0);
+        images.push(ImageRow {
+            id: img.id.clone(),
+            references: img.references.clone(),
+            created: img.created.clone(),
+            stored_bytes: img.size.stored_bytes,
+            os,
+            python: pythons,
+            prefect: prefects,
+            distributions: c.map(|c| c.python.distributions.len()).unwrap_or(0),
+            flows,
+            orphan: have_flows && flows == 0,
+            stale: is_stale(img),
+        });
+    }
+    let mut duplicated: Vec<DistributionRow> =
+        dists.into_values().filter(|d| d.images > 1).collect();
+    duplicated.sort_by(|a, b| b.images.cmp(&a.images).then(a.name.cmp(&b.name)));
+    duplicated.truncate(25);
+
+    let totals = Totals {
+        images: inv.images.len(),
+        tags: inv.images.iter().map(|i| i.references.len()).sum(),
+        unique_manifests: manifests.len(),
+        unique_layers: layers.len(),
+        stored_bytes_unique: layers.values().sum(),
+        stored_bytes_sum: inv.images.iter().map(|i| i.size.stored_bytes).sum(),
+        layer_sharing: if layers.is_empty() {
+            1.0
+        } else {
+            (layer_refs as f64 / layers.len() as f64 * 100.0).round() / 100.0
+        },
+        flows: inv.flows.len(),
+    };
+    let orphans: Vec<String> = inv
+        .images
+        .iter()
+        .zip(&images)
+        .filter(|(_, r)| r.orphan)
+        .map(|(i, _)| label(i))
+        .collect();
+    let stale: Vec<String> = inv
+        .images
+        .iter()
+        .zip(&images)
+        .filter(|(_, r)| r.stale)
+        .map(|(i, _)| label(i))
+        .collect();
+    let dangling: Vec<String> = inv
+        .flows
+        .iter()
+        .filter(|f| f.link.status == "dangling")
+        .map(|f| {
+            format!(
+                "{} ({})",
+                f.name,
+                f.image_reference.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+
+    let plan = plan.map(|p| {
+        let used: BTreeSet<&str> = p
+            .flows
+            .iter()
+            .filter_map(|f| f.current_image.as_deref())
+            .collect();
+        let mut used_layers: HashMap<&str, u64> = HashMap::new();
+        for img in inv.images.iter().filter(|i| used.contains(i.id.as_str())) {
+            for l in &img.layers {
+                used_layers.insert(&l.digest, l.stored_bytes);
+            }
+        }
+        PlanEffect {
+            images_before: p.summary.current_images,
+            runtime_images: p.summary.runtime_images,
+            lower_bound: p.summary.lower_bound,
+            optimal: p.summary.optimal,
+            planned_flows: p.summary.planned,
+            unplanned_flows: p.summary.unplanned,
+            stored_bytes_before: used_layers.values().sum(),
+            runtime_image_bytes: p.runtime_images.iter().map(|i| i.estimated_bytes).sum(),
+        }
+    });
+
+    let trend = previous.map(|prev| {
+        let now: BTreeSet<&str> = images.iter().map(|i| i.id.as_str()).collect();
+        let before: BTreeSet<&str> = prev.images.iter().map(|i| i.id.as_str()).collect();
+        let name = |rows: &[ImageRow], id: &str| {
+            rows.iter()
+                .find(|r| r.id == id)
+                .and_then(|r| r.references.first().cloned())
+                .unwrap_or_else(|| id.chars().take(19).collect())
+        };
+        let delta = totals.stored_bytes_unique as i64 - prev.totals.stored_bytes_unique as i64;
+        Trend {
+            previous_generated_at: prev.generated_at.clone(),
+            images_before: prev.totals.images,
+            images_delta: totals.images as i64 - prev.totals.images as i64,
+            stored_bytes_delta: delta,
+            growth_percent: if prev.totals.stored_bytes_unique == 0 {
+                0.0
+            } else {
+                (delta as f64 * 1000.0 / prev.totals.stored_bytes_unique as f64).round() / 10.0
+            },
+            new_images: now
+                .difference(&before)
+                .map(|id| name(&images, id))
+                .collect(),
+            gone_images: before
+                .difference(&now)
+                .map(|id| name(&prev.images, id))
+                .collect(),
+        }
+    });
+
+    let mut report = Report {
+        schema: SCHEMA.into(),
+        generator: format!("unsprawl {}", env!("CARGO_PKG_VERSION")),
+        generated_at: opts
+            .timestamp
+            .then(|| humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
+        inventory_scanned_at: if opts.timestamp {
+            inv.scanned_at.clone()
+        } else {
+            None
+        },
+        sources: inv
+            .sources
+            .iter()
+            .map(|s| format!("{} {}", s.kind, s.location))
+            .collect(),
+        totals,
+        repositories: repositories.into_values().collect(),
+        python_versions: python,
+        prefect_versions: prefect,
+        operating_systems: oses,
+        duplicated_distributions: duplicated,
+        images,
+        orphans,
+        dangling,
+        stale,
+        stale_after_days: opts.stale_after.as_secs() / 86_400,
+        plan,
+        trend,
+        violations: vec![],
+    };
+    report.violations = policy::check(&report, fail_on);
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repository;
+
+    #[test]
+    fn repositories_drop_tag_and_digest() {
+        assert_eq!(
+            repository("registry.local:5000/team/flow-a:2023-01-01"),
+            "registry.local:5000/team/flow-a"
+        );
+        assert_eq!(repository("localhost:5000/x"), "localhost:5000/x");
+        assert_eq!(repository("h/x@sha256:ab"), "h/x");
+    }
+}

@@ -1,0 +1,188 @@
+//! Views of the report document: Markdown (PR comments), CSV (one row per image, for
+//! spreadsheets) and one self-contained HTML file (inline SVG charts made here, tables
+//! sortable by a few lines of inline script, no network fetches: its CSP forbids them).
+
+use std::fmt::Write;
+
+use indicatif::HumanBytes;
+use minijinja::value::Serde;
+use minijinja::{Environment, context};
+
+use super::Report;
+
+const HTML: &str = include_str!("templates/report.html.j2");
+const MARKDOWN: &str = include_str!("templates/report.md.j2");
+
+fn env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.add_filter("bytes", |b: u64| HumanBytes(b).to_string());
+    env.add_filter("signed_bytes", |b: i64| {
+        let sign = if b < 0 { "-" } else { "+" };
+        format!("{sign}{}", HumanBytes(b.unsigned_abs()))
+    });
+    env.add_template("report.html", HTML)
+        .expect("valid template");
+    env.add_template("report.md", MARKDOWN)
+        .expect("valid template");
+    env
+}
+
+pub fn markdown(r: &Report) -> Result<String, minijinja::Error> {
+    env()
+        .get_template("report.md")?
+        .render(context! { r => Serde(r) })
+}
+
+pub fn html(r: &Report) -> Result<String, minijinja::Error> {
+    let charts = vec![
+        bar_chart(
+            "Images per repository",
+            &r.repositories
+                .iter()
+                .map(|x| (x.repository.clone(), x.images as f64))
+                .collect::<Vec<_>>(),
+            "",
+        ),
+        bar_chart(
+            "Stored bytes: distinct layers vs. every image counted alone",
+            &[
+                (
+                    "distinct layers".into(),
+                    r.totals.stored_bytes_unique as f64,
+                ),
+                ("sum over images".into(), r.totals.stored_bytes_sum as f64),
+            ],
+            "bytes",
+        ),
+        bar_chart(
+            "Python versions (images)",
+            &r.python_versions
+                .iter()
+                .map(|(k, v)| (k.clone(), *v as f64))
+                .collect::<Vec<_>>(),
+            "",
+        ),
+        bar_chart(
+            "Prefect versions (images)",
+            &r.prefect_versions
+                .iter()
+                .map(|(k, v)| (k.clone(), *v as f64))
+                .collect::<Vec<_>>(),
+            "",
+        ),
+    ];
+    let plan_chart = r.plan.as_ref().map(|p| {
+        bar_chart(
+            "Consolidation: images the planned flows use",
+            &[
+                ("today".into(), p.images_before as f64),
+                ("runtime images".into(), p.runtime_images as f64),
+                ("lower bound".into(), p.lower_bound as f64),
+            ],
+            "",
+        )
+    });
+    env().get_template("report.html")?.render(context! {
+        r => Serde(r),
+        charts => charts,
+        plan_chart => plan_chart,
+    })
+}
+
+/// One row per image.
+pub fn csv(r: &Report) -> Result<String, csv::Error> {
+    let mut w = csv::Writer::from_writer(vec![]);
+    w.write_record([
+        "id",
+        "references",
+        "created",
+        "stored_bytes",
+        "os",
+        "python",
+        "prefect",
+        "distributions",
+        "flows",
+        "orphan",
+        "stale",
+    ])?;
+    for i in &r.images {
+        w.write_record([
+            i.id.as_str(),
+            &i.references.join(" "),
+            i.created.as_deref().unwrap_or(""),
+            &i.stored_bytes.to_string(),
+            i.os.as_deref().unwrap_or(""),
+            &i.python.join(" "),
+            &i.prefect.join(" "),
+            &i.distributions.to_string(),
+            &i.flows.to_string(),
+            &i.orphan.to_string(),
+            &i.stale.to_string(),
+        ])?;
+    }
+    let bytes = w.into_inner().map_err(|e| e.into_error())?;
+    Ok(String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8"))
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A horizontal bar chart as inline SVG, coloured by CSS variables (dark-mode safe).
+pub fn bar_chart(title: &str, rows: &[(String, f64)], unit: &str) -> String {
+    let (label_w, bar_w, row_h) = (260.0, 360.0, 22.0);
+    let max = rows.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0);
+    let height = 30.0 + row_h * rows.len().max(1) as f64;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<figure class="chart"><svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{t}" viewBox="0 0 {w} {height}" width="{w}" height="{height}" style="max-width:100%;height:auto"><title>{t}</title><text x="0" y="16" class="chart-title">{t}</text>"#,
+        t = escape(title),
+        w = label_w + bar_w + 110.0,
+    );
+    if rows.is_empty() {
+        let _ = write!(
+            svg,
+            r#"<text x="0" y="44" class="chart-label">nothing to show</text>"#
+        );
+    }
+    for (i, (label, value)) in rows.iter().enumerate() {
+        let y = 26.0 + row_h * i as f64;
+        let w = (value / max * bar_w).max(1.0);
+        let shown = if unit == "bytes" {
+            HumanBytes(*value as u64).to_string()
+        } else {
+            format!("{value}")
+        };
+        let short: String = if label.chars().count() > 38 {
+            format!(
+                "…{}",
+                label
+                    .chars()
+                    .rev()
+                    .take(37)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .collect::<String>()
+            )
+        } else {
+            label.clone()
+        };
+        let _ = write!(
+            svg,
+            r#"<text x="{lx}" y="{ty}" text-anchor="end" class="chart-label">{l}</text><rect x="{label_w}" y="{y}" width="{w:.1}" height="{h}" class="bar"><title>{full}: {shown}</title></rect><text x="{vx:.1}" y="{ty}" class="chart-value">{shown}</text>"#,
+            lx = label_w - 8.0,
+            ty = y + 14.0,
+            l = escape(&short),
+            full = escape(label),
+            h = row_h - 6.0,
+            vx = label_w + w + 6.0,
+        );
+    }
+    svg.push_str("</svg></figure>");
+    svg
+}
