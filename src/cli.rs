@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod audit;
 mod plan;
 mod report;
 
@@ -41,6 +42,9 @@ enum Command {
     /// Audit report of image sprawl (JSON, Markdown, HTML, CSV), with the plan's effect
     /// and the trend since the last report. Exit 1 when a `--fail-on` rule is broken.
     Report(report::ReportArgs),
+    /// scan → link flows → plan → report in one run (the periodic CI job). Exit 1 when a
+    /// `--fail-on` rule is broken, 2 on error.
+    Audit(Box<audit::AuditArgs>),
     /// Run the whole pipeline (as far as it exists) on the bundled fixture images.
     Demo {
         /// Where the demo writes its images and inventory.
@@ -387,6 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Plan(a) => plan::run(&a),
         Command::Report(a) => report::run(&a),
+        Command::Audit(a) => audit::run(&a),
         Command::Demo { output } => demo(&output),
         Command::Fixtures(a) => build_fixtures(&a),
     }
@@ -661,9 +666,25 @@ enum FlowSource {
 }
 
 fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
-    let (images, aliases, output, strict) =
-        (&link.images, &link.aliases, &link.output, link.strict);
-    let aliases: Vec<(String, String)> = aliases
+    let (images, output, strict) = (&link.images, &link.output, link.strict);
+    let aliases = parse_aliases(&link.aliases)?;
+    let mut inv = Inventory::read(images)?;
+    add_flows(&mut inv, from, &aliases, link.flows_repo.as_deref())?;
+    write_json(output, &inv)?;
+    print_flow_summary(&inv, output);
+    let links = inv.flow_links.clone().unwrap_or_default();
+    let clean = links.dangling.is_empty()
+        && inv.flows.iter().all(|f| f.problems.is_empty())
+        && inv.errors.is_empty();
+    Ok(if strict && !clean {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn parse_aliases(aliases: &[String]) -> Result<Vec<(String, String)>> {
+    aliases
         .iter()
         .map(|a| {
             a.split_once('=')
@@ -675,8 +696,16 @@ fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
                 })
                 .with_context(|| format!("--registry-alias {a:?}: expected FROM=TO"))
         })
-        .collect::<Result<_>>()?;
-    let mut inv = Inventory::read(images)?;
+        .collect()
+}
+
+/// Read flow registrations and link them to the inventory's images.
+fn add_flows(
+    inv: &mut Inventory,
+    from: &FlowSource,
+    aliases: &[(String, String)],
+    flows_repo: Option<&Path>,
+) -> Result<()> {
     let (parsed, source) = match from {
         FlowSource::Export(export) => {
             let text = std::fs::read_to_string(export)
@@ -751,22 +780,12 @@ fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
         kind: source.0.into(),
         location: source.1,
     });
-    let repo = match &link.flows_repo {
+    let repo = match flows_repo {
         Some(dir) => Some(crate::flows::source::read_repo(dir).map_err(anyhow::Error::msg)?),
         None => None,
     };
-    crate::flows::link(&mut inv, parsed.flows, &aliases, repo.as_deref());
-    write_json(output, &inv)?;
-    print_flow_summary(&inv, output);
-    let links = inv.flow_links.clone().unwrap_or_default();
-    let clean = links.dangling.is_empty()
-        && inv.flows.iter().all(|f| f.problems.is_empty())
-        && inv.errors.is_empty();
-    Ok(if strict && !clean {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    crate::flows::link(inv, parsed.flows, aliases, repo.as_deref());
+    Ok(())
 }
 
 fn print_flow_summary(inv: &Inventory, out: &Path) {

@@ -299,3 +299,60 @@ fn html_renders_in_headless_chromium_without_network() {
         png.len()
     );
 }
+
+#[test]
+fn audit_runs_the_whole_pipeline_into_one_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = demo(tmp.path());
+    let export = repo().join("fixtures/prefect1/export.graphql.json");
+    let layout = d.join("images/oci");
+    let cache = tmp.path().join("cache");
+    let audit = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "--oci-dir",
+            p(&layout),
+            "--prefect1-export",
+            p(&export),
+            "--cache-dir",
+            p(&cache),
+            "-o",
+            out,
+        ];
+        args.extend(extra);
+        run_in(tmp.path(), &args)
+    };
+    let first = audit("a1", &[]);
+    assert_eq!(
+        first.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    for f in [
+        "inventory.json",
+        "plan.json",
+        "report.json",
+        "report.md",
+        "report.html",
+        "images.csv",
+    ] {
+        assert!(tmp.path().join("a1").join(f).exists(), "{f}");
+    }
+    let r = read_report(&tmp.path().join("a1/report.json"));
+    assert_eq!(r.totals.images, 5);
+    assert_eq!(r.plan.as_ref().unwrap().runtime_images, 2);
+    // the next run compares with it, reads no layer again, and fails on the rule it breaks
+    let second = audit(
+        "a2",
+        &["--previous", "a1/report.json", "--fail-on", "images>4"],
+    );
+    assert_eq!(second.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(err.contains("(0 read, 18 from cache)"), "{err}");
+    assert!(err.contains("policy violated: images>4"), "{err}");
+    let t = read_report(&tmp.path().join("a2/report.json"))
+        .trend
+        .unwrap();
+    assert_eq!((t.images_delta, t.stored_bytes_delta), (0, 0));
+}

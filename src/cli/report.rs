@@ -52,7 +52,7 @@ pub(super) enum Format {
     Csv,
 }
 
-fn read<T: serde::de::DeserializeOwned>(path: &Path, schema: &str) -> Result<T> {
+pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path, schema: &str) -> Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let v: serde_json::Value =
@@ -89,10 +89,7 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
             timestamp: !a.no_timestamp,
         },
     );
-    let dir = a.output.clone().unwrap_or_else(|| {
-        let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        PathBuf::from("reports").join(&today[..10])
-    });
+    let dir = a.output.clone().unwrap_or_else(today_dir);
     let written = write_report(&r, &dir, &a.format)?;
     eprintln!(
         "report: {} images ({} tags, {} distinct layers), {} orphan, {} dangling, {} stale{} → {}",
@@ -119,6 +116,12 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `reports/YYYY-MM-DD` (UTC).
+pub(super) fn today_dir() -> PathBuf {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    PathBuf::from("reports").join(&now[..10])
 }
 
 pub(super) const ALL_FORMATS: [Format; 4] = [Format::Json, Format::Md, Format::Html, Format::Csv];

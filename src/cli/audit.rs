@@ -1,0 +1,156 @@
+//! `unsprawl audit`: scan → link flows → plan → report in one run, for the periodic CI
+//! job. Every document lands in one folder, so the job can keep it as an artifact and
+//! pass its `report.json` as `--previous` next time.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{FlowSource, RegistryArgs};
+use crate::report::policy::Rule;
+use crate::scan::{self, Input, ScanOptions, progress::ProgressMode};
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("images").required(true).multiple(true)
+    .args(["oci_dir", "archive", "registry", "engine"])))]
+pub(super) struct AuditArgs {
+    /// OCI layouts to scan.
+    #[arg(long = "oci-dir", value_name = "PATH")]
+    oci_dir: Vec<PathBuf>,
+    /// docker-save archives to scan.
+    #[arg(long, value_name = "FILE")]
+    archive: Vec<PathBuf>,
+    /// Registries or images to scan (as `scan registry` takes them).
+    #[arg(long, value_name = "HOST|REFERENCE")]
+    registry: Vec<String>,
+    /// Scan a Docker engine: `default` (DOCKER_HOST or the default socket) or its address.
+    #[arg(long, value_name = "HOST")]
+    engine: Option<String>,
+    #[command(flatten)]
+    registry_args: RegistryArgs,
+    /// Prefect 1 registrations: a saved GraphQL response or `prefect build` file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prefect1_api", "prefect_api"])]
+    prefect1_export: Option<PathBuf>,
+    /// Prefect 1 GraphQL endpoint (key from $PREFECT__CLOUD__API_KEY).
+    #[arg(long, value_name = "URL", conflicts_with = "prefect_api")]
+    prefect1_api: Option<String>,
+    /// Prefect 2/3 REST API (key from $PREFECT_API_KEY).
+    #[arg(long, value_name = "URL")]
+    prefect_api: Option<String>,
+    /// `FROM=TO` registry host aliases for linking flows to images.
+    #[arg(long = "registry-alias", value_name = "FROM=TO")]
+    aliases: Vec<String>,
+    /// Planning rules merged over the built-in default.
+    #[arg(long = "rules", value_name = "FILE")]
+    rules: Vec<PathBuf>,
+    /// The last audit's `report.json`, for the trend.
+    #[arg(long)]
+    previous: Option<PathBuf>,
+    /// Exit 1 when broken: images>N, orphans>N, dangling>N, stale>N, growth>P%.
+    #[arg(long = "fail-on", value_name = "RULE")]
+    fail_on: Vec<Rule>,
+    #[arg(long, default_value = "180d", value_parser = humantime::parse_duration)]
+    stale_after: std::time::Duration,
+    /// Layer cache (default: the user's cache dir + /unsprawl); audits are incremental.
+    #[arg(long, env = "UNSPRAWL_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Where everything goes (default `reports/<today>/`).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
+    let dir = a.output.clone().unwrap_or_else(super::report::today_dir);
+    let mut inputs: Vec<Input> = a.oci_dir.iter().cloned().map(Input::OciDir).collect();
+    inputs.extend(a.archive.iter().cloned().map(Input::Archive));
+    if !a.registry.is_empty() {
+        inputs.extend(super::registry_inputs(&a.registry, &a.registry_args)?);
+    }
+    if let Some(host) = &a.engine {
+        let engine = crate::scan::source::engine::EngineInput {
+            host: (host != "default").then(|| host.clone()),
+            filters: vec![],
+        };
+        crate::scan::source::engine::probe(&engine).map_err(anyhow::Error::msg)?;
+        inputs.push(Input::Engine(engine));
+    }
+    let mut opts = ScanOptions {
+        progress: ProgressMode::Auto,
+        ..ScanOptions::default()
+    };
+    if let Some(c) = &a.cache_dir {
+        opts.cache_root = Some(c.clone());
+    }
+    let (mut inv, stats) = scan::scan(&inputs, &opts);
+    let inv_path = dir.join("inventory.json");
+    super::print_summary(&inv, &stats, &inv_path);
+
+    let from = if let Some(f) = &a.prefect1_export {
+        Some(FlowSource::Export(f.clone()))
+    } else if let Some(api) = &a.prefect1_api {
+        Some(FlowSource::Api {
+            api: api.clone(),
+            key: std::env::var("PREFECT__CLOUD__API_KEY")
+                .ok()
+                .filter(|k| !k.is_empty()),
+            project: None,
+            page_size: 100,
+        })
+    } else {
+        a.prefect_api.as_ref().map(|api| FlowSource::Prefect3 {
+            api: Some((
+                api.clone(),
+                std::env::var("PREFECT_API_KEY")
+                    .ok()
+                    .filter(|k| !k.is_empty()),
+            )),
+            yaml: vec![],
+            page_size: 200,
+        })
+    };
+    if let Some(from) = &from {
+        let aliases = super::parse_aliases(&a.aliases)?;
+        super::add_flows(&mut inv, from, &aliases, None)?;
+        super::print_flow_summary(&inv, &inv_path);
+    }
+    super::write_json(&inv_path, &inv)?;
+
+    let files: Vec<&std::path::Path> = a.rules.iter().map(PathBuf::as_path).collect();
+    let rules = crate::rules::Rules::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let plan = if inv.flows.is_empty() {
+        None
+    } else {
+        let solved = crate::plan::solve(&inv, &rules, &crate::plan::Options::default())?;
+        let plan_path = dir.join("plan.json");
+        super::plan::write_plan(&solved, &plan_path)?;
+        super::plan::print_plan_summary(&solved.plan, &plan_path);
+        Some(solved.plan)
+    };
+    let previous = a
+        .previous
+        .as_deref()
+        .map(|p| super::report::read(p, crate::report::SCHEMA))
+        .transpose()?;
+    let r = crate::report::build(
+        &inv,
+        plan.as_ref(),
+        previous.as_ref(),
+        &a.fail_on,
+        &crate::report::Options {
+            stale_after: a.stale_after,
+            timestamp: true,
+        },
+    );
+    let written = super::report::write_report(&r, &dir, &super::report::ALL_FORMATS)?;
+    eprintln!("report: {}", written.join(", "));
+    for v in &r.violations {
+        eprintln!("  policy violated: {} (value {})", v.rule, v.value);
+    }
+    Ok(if r.violations.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
