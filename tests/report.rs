@@ -206,23 +206,9 @@ fn the_committed_example_has_not_drifted() {
     );
 }
 
-/// Install Debian's Chromium when it is missing (CI machines start without it).
+/// Debian's Chromium, installed when missing (CI machines start without it).
 fn chromium() -> &'static str {
-    let have = Command::new("sh")
-        .args(["-c", "command -v chromium"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have {
-        for args in [
-            vec!["update", "-qq"],
-            vec!["install", "-y", "-qq", "chromium"],
-        ] {
-            let _ = Command::new("apt-get")
-                .args(&args)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status();
-        }
-    }
+    unsprawl::fixture::local_registry::apt_install_for(&["chromium"], &["chromium"]);
     "chromium"
 }
 

@@ -145,12 +145,5 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     );
     let written = super::report::write_report(&r, &dir, &super::report::ALL_FORMATS)?;
     eprintln!("report: {}", written.join(", "));
-    for v in &r.violations {
-        eprintln!("  policy violated: {} (value {})", v.rule, v.value);
-    }
-    Ok(if r.violations.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(super::report::verdict(&r))
 }

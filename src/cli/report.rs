@@ -108,14 +108,19 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
             .unwrap_or_default(),
         written.join(", ")
     );
+    Ok(verdict(&r))
+}
+
+/// Say which `--fail-on` rules broke; exit 1 if any did.
+pub(super) fn verdict(r: &Report) -> ExitCode {
     for v in &r.violations {
         eprintln!("  policy violated: {} (value {})", v.rule, v.value);
     }
-    Ok(if r.violations.is_empty() {
+    if r.violations.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }
 
 /// `reports/YYYY-MM-DD` (UTC).
