@@ -31,6 +31,9 @@ pub struct Report {
     pub python_versions: BTreeMap<String, usize>,
     pub prefect_versions: BTreeMap<String, usize>,
     pub operating_systems: BTreeMap<String, usize>,
+    /// How many linked flows were built on each base image (Docker storage's
+    /// `base_image`, read from the pickle; `unknown` when the image does not say).
+    pub base_images: BTreeMap<String, usize>,
     /// Distributions installed in the most images, with their version spread.
     pub duplicated_distributions: Vec<DistributionRow>,
     /// One row per image (also the CSV).
@@ -254,6 +257,15 @@ pub fn build(
             stale: is_stale(img),
         });
     }
+    let mut base_images: BTreeMap<String, usize> = BTreeMap::new();
+    for f in inv.flows.iter().filter(|f| f.link.status == "linked") {
+        let base = f
+            .requirement
+            .as_ref()
+            .and_then(|r| r.base.named.clone())
+            .unwrap_or_else(|| "unknown".into());
+        *base_images.entry(base).or_default() += 1;
+    }
     let mut duplicated: Vec<DistributionRow> =
         dists.into_values().filter(|d| d.images > 1).collect();
     duplicated.sort_by(|a, b| b.images.cmp(&a.images).then(a.name.cmp(&b.name)));
@@ -376,6 +388,7 @@ pub fn build(
         python_versions: python,
         prefect_versions: prefect,
         operating_systems: oses,
+        base_images,
         duplicated_distributions: duplicated,
         images,
         orphans,

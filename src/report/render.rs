@@ -70,6 +70,14 @@ pub fn html(r: &Report) -> Result<String, minijinja::Error> {
                 .collect::<Vec<_>>(),
             "",
         ),
+        bar_chart(
+            "Base images the flows were built on (flows)",
+            &r.base_images
+                .iter()
+                .map(|(k, v)| (k.clone(), *v as f64))
+                .collect::<Vec<_>>(),
+            "",
+        ),
     ];
     let plan_chart = r.plan.as_ref().map(|p| {
         bar_chart(
