@@ -54,28 +54,15 @@ pub fn html(r: &Report) -> Result<String, minijinja::Error> {
             ],
             "bytes",
         ),
-        bar_chart(
-            "Python versions (images)",
-            &r.python_versions
-                .iter()
-                .map(|(k, v)| (k.clone(), *v as f64))
-                .collect::<Vec<_>>(),
-            "",
-        ),
+        bar_chart("Python versions (images)", &counts(&r.python_versions), ""),
         bar_chart(
             "Prefect versions (images)",
-            &r.prefect_versions
-                .iter()
-                .map(|(k, v)| (k.clone(), *v as f64))
-                .collect::<Vec<_>>(),
+            &counts(&r.prefect_versions),
             "",
         ),
         bar_chart(
             "Base images the flows were built on (flows)",
-            &r.base_images
-                .iter()
-                .map(|(k, v)| (k.clone(), *v as f64))
-                .collect::<Vec<_>>(),
+            &counts(&r.base_images),
             "",
         ),
     ];
@@ -130,6 +117,11 @@ pub fn csv(r: &Report) -> Result<String, csv::Error> {
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8"))
+}
+
+/// A count per key, as chart rows.
+fn counts(map: &std::collections::BTreeMap<String, usize>) -> Vec<(String, f64)> {
+    map.iter().map(|(k, v)| (k.clone(), *v as f64)).collect()
 }
 
 fn escape(s: &str) -> String {
