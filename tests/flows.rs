@@ -18,6 +18,26 @@ fn images(dir: &Path) -> std::path::PathBuf {
     out
 }
 
+/// `scan prefect1` of the bundled export against `imgs`, writing `out`.
+fn export_scan(imgs: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "scan",
+        "prefect1",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "--images",
+        p(imgs),
+        "-o",
+        p(out),
+    ];
+    args.extend(extra);
+    unsprawl(&args)
+}
+
+fn assert_ok(o: std::process::Output) {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
 fn flow<'a>(inv: &'a Inventory, project: &str, name: &str) -> &'a Flow {
     inv.flows
         .iter()
@@ -67,16 +87,7 @@ fn flows_of_three_teams_link_to_their_images_with_both_requirements() {
     let tmp = tempfile::tempdir().unwrap();
     let imgs = images(tmp.path());
     let out = tmp.path().join("inventory.json");
-    let o = unsprawl(&[
-        "scan",
-        "prefect1",
-        "--export",
-        "fixtures/prefect1/export.graphql.json",
-        "--images",
-        p(&imgs),
-        "-o",
-        p(&out),
-    ]);
+    let o = export_scan(&imgs, &out, &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let inv = read_inventory(&out);
     assert_eq!(
@@ -337,16 +348,7 @@ fn graphql_api_pages_through_every_flow_and_fails_clearly() {
     );
     let from_api = read_inventory(&out);
     let export_out = tmp.path().join("export.json");
-    ok(&[
-        "scan",
-        "prefect1",
-        "--export",
-        "fixtures/prefect1/export.graphql.json",
-        "--images",
-        p(&imgs),
-        "-o",
-        p(&export_out),
-    ]);
+    assert_ok(export_scan(&imgs, &export_out, &[]));
     let from_export = read_inventory(&export_out);
     assert_eq!(from_api.flows, from_export.flows);
     assert_eq!(from_api.flow_links, from_export.flow_links);
@@ -389,18 +391,11 @@ fn flows_repo_gives_each_flow_its_file_and_imports() {
     let tmp = tempfile::tempdir().unwrap();
     let imgs = images(tmp.path());
     let out = tmp.path().join("inventory.json");
-    ok(&[
-        "scan",
-        "prefect1",
-        "--export",
-        "fixtures/prefect1/export.graphql.json",
-        "--images",
-        p(&imgs),
-        "-o",
-        p(&out),
-        "--flows-repo",
-        "fixtures/flows-repo",
-    ]);
+    assert_ok(export_scan(
+        &imgs,
+        &out,
+        &["--flows-repo", "fixtures/flows-repo"],
+    ));
     let inv = read_inventory(&out);
     let a = flow(&inv, "team-a", "flow-a");
     let src = a.source.as_ref().unwrap();
@@ -454,18 +449,7 @@ fn flows_repo_gives_each_flow_its_file_and_imports() {
         "flows/nightly.py"
     );
     // a missing repository is a clear error
-    let o = unsprawl(&[
-        "scan",
-        "prefect1",
-        "--export",
-        "fixtures/prefect1/export.graphql.json",
-        "--images",
-        p(&imgs),
-        "-o",
-        p(&out),
-        "--flows-repo",
-        "fixtures/no-such-repo",
-    ]);
+    let o = export_scan(&imgs, &out, &["--flows-repo", "fixtures/no-such-repo"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-repo"));
 }

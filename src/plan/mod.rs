@@ -123,8 +123,10 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
         );
     }
     let weight = |v: usize| vertices[v].demands.len() as u64;
-    let fewest = cost::estimate(&classes, &vertices, &cat, weight);
+    // the fewest-images plan's cost, for comparison, only when another plan is chosen
+    let mut fewest = None;
     if let Objective::Bytes { image_weight } = opts.objective {
+        fewest = Some(cost::estimate(&classes, &vertices, &cat, weight));
         classes = cost::improve(classes, &vertices, &conflicts, &cat, image_weight, weight);
     }
 
@@ -191,10 +193,7 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
                     .all(|r| r.methods.keys().all(|m| m != "heuristic"))),
         splits,
         chosen,
-        fewest_images: match opts.objective {
-            Objective::Images => chosen,
-            Objective::Bytes { .. } => fewest,
-        },
+        fewest_images: fewest.unwrap_or(chosen),
     };
     let plan = Plan {
         schema: SCHEMA.to_string(),

@@ -285,20 +285,16 @@ pub fn build(
         },
         flows: inv.flows.len(),
     };
-    let orphans: Vec<String> = inv
-        .images
-        .iter()
-        .zip(&images)
-        .filter(|(_, r)| r.orphan)
-        .map(|(i, _)| label(i))
-        .collect();
-    let stale: Vec<String> = inv
-        .images
-        .iter()
-        .zip(&images)
-        .filter(|(_, r)| r.stale)
-        .map(|(i, _)| label(i))
-        .collect();
+    let labels_where = |keep: fn(&ImageRow) -> bool| -> Vec<String> {
+        inv.images
+            .iter()
+            .zip(&images)
+            .filter(|(_, r)| keep(r))
+            .map(|(i, _)| label(i))
+            .collect()
+    };
+    let orphans = labels_where(|r| r.orphan);
+    let stale = labels_where(|r| r.stale);
     let dangling: Vec<String> = inv
         .flows
         .iter()
