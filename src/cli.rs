@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod audit;
+mod migrate;
 mod plan;
 mod report;
 
@@ -45,6 +46,12 @@ enum Command {
     /// scan → link flows → plan → report in one run (the periodic CI job). Exit 1 when a
     /// `--fail-on` rule is broken, 2 on error.
     Audit(Box<audit::AuditArgs>),
+    /// Move every planned flow to Git storage (Prefect 1) or a git_clone pull step
+    /// (Prefect 3) on its runtime image: verified, dry run unless --apply, journaled.
+    /// Exit 1 when some flows were refused.
+    Migrate(Box<migrate::MigrateArgs>),
+    /// Restore every flow a migration journal changed (dry run unless --apply).
+    Rollback(migrate::RollbackArgs),
     /// Run the whole pipeline (as far as it exists) on the bundled fixture images.
     Demo {
         /// Where the demo writes its images and inventory.
@@ -392,6 +399,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan(a) => plan::run(&a),
         Command::Report(a) => report::run(&a),
         Command::Audit(a) => audit::run(&a),
+        Command::Migrate(a) => migrate::run(&a),
+        Command::Rollback(a) => migrate::rollback(&a),
         Command::Demo { output } => demo(&output),
         Command::Fixtures(a) => build_fixtures(&a),
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod fixture;
 pub mod flows;
 pub mod inventory;
+pub mod migrate;
 pub mod pickle;
 pub mod plan;
 pub mod report;

@@ -18,14 +18,17 @@ pub struct Listing {
     pub problems: Vec<Problem>,
 }
 
-struct Api {
-    base: String,
-    client: reqwest::Client,
-    key: Option<String>,
+/// A Prefect 2/3 REST client: bearer key, retries of 503/429 and dropped connections
+/// (every call it makes is a read or an idempotent PATCH).
+pub(crate) struct Api {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub key: Option<String>,
 }
 
 impl Api {
-    async fn call(
+    /// `null` for an empty answer (a PATCH's 204); an error naming the URL otherwise.
+    pub async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -45,7 +48,7 @@ impl Api {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            // every call here only reads (filters are POSTs that change nothing): a
+            // reads and idempotent PATCHes only (filters are POSTs that change nothing): a
             // connection the server closed under a pooled request is simply tried again
             let res = match req.send().await {
                 Ok(r) => r,
@@ -84,6 +87,9 @@ impl Api {
                     text.chars().take(200).collect::<String>()
                 ));
             }
+            if text.trim().is_empty() {
+                return Ok(Value::Null);
+            }
             return serde_json::from_str(&text)
                 .map_err(|e| format!("{url}: the answer is not JSON: {e}"));
         }
@@ -91,7 +97,7 @@ impl Api {
     }
 
     /// Every item of a `…/filter` endpoint, `page` at a time.
-    async fn all(&self, path: &str, page: usize) -> Result<Vec<Value>, String> {
+    pub async fn all(&self, path: &str, page: usize) -> Result<Vec<Value>, String> {
         let mut out = Vec::new();
         loop {
             let body = json!({"limit": page, "offset": out.len()});

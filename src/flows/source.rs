@@ -36,6 +36,9 @@ pub struct PyFile {
     pub imports: BTreeSet<String>,
     /// Flow names the file defines.
     pub flows: Vec<String>,
+    /// Functions decorated with `@flow` (what a Prefect 2/3 entrypoint names).
+    #[serde(default)]
+    pub flow_functions: Vec<String>,
     /// Why the file could not be parsed, if it could not.
     pub error: Option<String>,
 }
@@ -86,6 +89,7 @@ fn read_file(p: &Path, rel: String) -> PyFile {
         path: rel,
         imports: BTreeSet::new(),
         flows: Vec::new(),
+        flow_functions: Vec::new(),
         error: None,
     };
     match std::fs::metadata(p) {
@@ -99,19 +103,32 @@ fn read_file(p: &Path, rel: String) -> PyFile {
         }
         _ => {}
     }
-    let text = match std::fs::read(p) {
-        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+    match std::fs::read(p) {
+        Ok(b) => analyse(f.path, &String::from_utf8_lossy(&b)),
         Err(e) => {
             f.error = Some(e.to_string());
-            return f;
+            f
         }
+    }
+}
+
+/// What the Python source `text` of the file at `rel` imports and which flows it
+/// defines (also used on file contents read from a git commit).
+pub fn analyse(rel: String, text: &str) -> PyFile {
+    let mut f = PyFile {
+        path: rel,
+        imports: BTreeSet::new(),
+        flows: Vec::new(),
+        flow_functions: Vec::new(),
+        error: None,
     };
-    match ast::Suite::parse(&text, &f.path) {
+    match ast::Suite::parse(text, &f.path) {
         Ok(suite) => {
             let mut v = Visit::default();
             v.stmts(&suite);
             f.imports = v.imports;
             f.flows = v.flows;
+            f.flow_functions = v.flow_functions;
         }
         Err(e) => f.error = Some(format!("not valid Python: {e}")),
     }
@@ -122,6 +139,7 @@ fn read_file(p: &Path, rel: String) -> PyFile {
 struct Visit {
     imports: BTreeSet<String>,
     flows: Vec<String>,
+    flow_functions: Vec<String>,
 }
 
 fn const_str(e: &Expr) -> Option<String> {
@@ -176,8 +194,12 @@ impl Visit {
                 Expr::Call(call) if callee_name(&call.func) == Some("flow") => {
                     self.flows
                         .push(keyword_str(call, "name").unwrap_or_else(|| name.replace('_', "-")));
+                    self.flow_functions.push(name.to_string());
                 }
-                d if callee_name(d) == Some("flow") => self.flows.push(name.replace('_', "-")),
+                d if callee_name(d) == Some("flow") => {
+                    self.flows.push(name.replace('_', "-"));
+                    self.flow_functions.push(name.to_string());
+                }
                 _ => {}
             }
         }

@@ -1,0 +1,367 @@
+//! `unsprawl migrate` (plan + inventory in; migration document, diff and per-flow
+//! documents out; `--apply` writes) and `unsprawl rollback JOURNAL`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::inventory::Inventory;
+use crate::migrate::apply::{self, Endpoint};
+use crate::migrate::gitref::{self, Checkout, RefFrom};
+use crate::migrate::{self, GitTarget, Inputs, Migration, Registrations, Status};
+use crate::plan::Plan;
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub(super) enum Target {
+    Prefect1,
+    Prefect3,
+}
+
+#[derive(Args)]
+pub(super) struct MigrateArgs {
+    /// The plan (`unsprawl plan`): which runtime image each flow moves to.
+    plan: PathBuf,
+    /// The inventory the plan was made from [default: inventory.json beside the plan].
+    #[arg(long)]
+    inventory: Option<PathBuf>,
+    /// The flows repository's clone URL (`https://host/owner/name.git`).
+    #[arg(long, conflicts_with_all = ["repo_host", "repo"])]
+    repo_url: Option<String>,
+    /// Or its host (`git.example.com[:port]`) …
+    #[arg(long, requires = "repo")]
+    repo_host: Option<String>,
+    /// … and `OWNER/NAME`.
+    #[arg(long, requires = "repo_host")]
+    repo: Option<String>,
+    /// A checkout of that repository (or a folder of one): the reference is read from it
+    /// and every flow file is checked at that reference.
+    #[arg(long)]
+    flows_repo: PathBuf,
+    /// Name of the Prefect 1 Secret / Prefect 3 Secret block holding the git token.
+    #[arg(long)]
+    git_token_secret: Option<String>,
+    /// Prefect 1 `git_token_username` (default: the repository owner).
+    #[arg(long)]
+    git_token_username: Option<String>,
+    /// `env` (BUILD_TAG → GIT_BRANCH → active branch; CI variables on a detached HEAD),
+    /// `branch=NAME` or `tag=NAME`.
+    #[arg(long, default_value = "env")]
+    ref_from: RefFrom,
+    /// Which system's flows to migrate [default: the planned flows' system].
+    #[arg(long, value_enum)]
+    target: Option<Target>,
+    /// The server to read (and with --apply, write): Prefect 1 GraphQL URL or Prefect 3
+    /// API URL [default: where the inventory read the flows].
+    #[arg(long)]
+    api: Option<String>,
+    /// Prefect 1: a saved flows response to read instead of a server (dry run only).
+    #[arg(long, conflicts_with = "api")]
+    export: Option<PathBuf>,
+    /// Environment variable holding the API key (sent as a bearer token, never printed).
+    #[arg(long, default_value = "PREFECT_API_KEY")]
+    api_key_env: String,
+    /// Prefect 1: the run config type for flows whose run config names no image.
+    #[arg(long, default_value = "KubernetesRun")]
+    default_run_config: String,
+    /// Where the migration document, the diff and the per-flow documents go.
+    #[arg(short, long, default_value = "migration")]
+    output: PathBuf,
+    /// Write the ready flows to the server (journaled in OUTPUT/journal.jsonl).
+    #[arg(long)]
+    apply: bool,
+    /// With --apply: wait this long between writes (spares a busy server).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pause: Duration,
+}
+
+#[derive(Args)]
+pub(super) struct RollbackArgs {
+    /// The journal an apply wrote (`migration/journal.jsonl`).
+    journal: PathBuf,
+    /// The server [default: the one the journal names].
+    #[arg(long)]
+    api: Option<String>,
+    #[arg(long, default_value = "PREFECT_API_KEY")]
+    api_key_env: String,
+    /// Restore for real; without it, print what would be restored.
+    #[arg(long)]
+    apply: bool,
+    /// Also restore registrations someone changed after the migration.
+    #[arg(long)]
+    force: bool,
+}
+
+fn key_from(env: &str) -> Option<String> {
+    std::env::var(env).ok().filter(|k| !k.is_empty())
+}
+
+pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
+    let plan: Plan = super::report::read(&a.plan, crate::plan::document::SCHEMA)?;
+    let inv_path = match &a.inventory {
+        Some(p) => p.clone(),
+        None => a
+            .plan
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("inventory.json"),
+    };
+    let inv = Inventory::read(&inv_path).with_context(|| "pass the plan's inventory with --inventory")?;
+    let checkout = Checkout::open(&a.flows_repo).map_err(anyhow::Error::msg)?;
+    let git_ref = gitref::decide(&a.ref_from, &|k| std::env::var(k).ok(), &checkout)
+        .map_err(anyhow::Error::msg)?;
+    let mut git = GitTarget::new(a.repo_url.as_deref(), a.repo_host.as_deref(), a.repo.as_deref(), git_ref)
+        .map_err(anyhow::Error::msg)?;
+    git.token_secret = a.git_token_secret.clone();
+    git.token_username = a.git_token_username.clone();
+
+    let systems: std::collections::BTreeSet<&str> = plan
+        .flows
+        .iter()
+        .filter_map(|p| inv.flows.iter().find(|f| f.key == p.flow))
+        .map(|f| f.system.as_str())
+        .collect();
+    let target = match (a.target, systems.len()) {
+        (Some(t), _) => t,
+        (None, 0) => bail!("{}: no planned flows to migrate", a.plan.display()),
+        (None, 1) if systems.contains("prefect3") => Target::Prefect3,
+        (None, 1) => Target::Prefect1,
+        _ => bail!("the plan has Prefect 1 and Prefect 3 flows: pick one with --target"),
+    };
+    let kind = if target == Target::Prefect1 { "prefect1" } else { "prefect3" };
+    let scanned_from = |k: &str| {
+        inv.sources
+            .iter()
+            .find(|s| s.kind == k)
+            .map(|s| s.location.clone())
+    };
+    let ep = |api: String| Endpoint {
+        api,
+        key: key_from(&a.api_key_env),
+    };
+    let (registrations, from, endpoint) = match target {
+        Target::Prefect1 => {
+            let export = a.export.clone().or_else(|| {
+                (a.api.is_none())
+                    .then(|| scanned_from("prefect1-export").map(PathBuf::from))
+                    .flatten()
+            });
+            match (export, a.api.clone().or_else(|| scanned_from("prefect1-api"))) {
+                (Some(file), _) if a.export.is_some() || a.api.is_none() => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let doc: Value = serde_json::from_str(&text)
+                        .with_context(|| format!("{} is not JSON", file.display()))?;
+                    let rows = doc
+                        .pointer("/data/flow")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .with_context(|| format!("{}: no data.flow list", file.display()))?;
+                    (Registrations::Prefect1(rows), file.display().to_string(), None)
+                }
+                (_, Some(api)) => {
+                    let e = ep(api.clone());
+                    let rows = apply::read_flows(&e, None).map_err(anyhow::Error::msg)?;
+                    (Registrations::Prefect1(rows), api, Some(e))
+                }
+                _ => bail!("where are the flows registered? pass --api URL (or --export FILE)"),
+            }
+        }
+        Target::Prefect3 => {
+            let api = a
+                .api
+                .clone()
+                .or_else(|| scanned_from("prefect3-api"))
+                .context("where are the deployments? pass --api URL")?;
+            let e = ep(api.clone());
+            let ids: Vec<String> = plan
+                .flows
+                .iter()
+                .filter_map(|p| inv.flows.iter().find(|f| f.key == p.flow))
+                .filter(|f| f.system == "prefect3")
+                .filter_map(|f| f.flow_id.clone())
+                .collect();
+            let deps = apply::read_deployments(&e, &ids).map_err(anyhow::Error::msg)?;
+            (Registrations::Prefect3(deps), api, Some(e))
+        }
+    };
+    let m = migrate::prepare(Inputs {
+        inventory: &inv,
+        plan: &plan,
+        git,
+        checkout: &checkout,
+        registrations,
+        registrations_from: from,
+        default_run_config: a.default_run_config.clone(),
+    });
+    let _ = kind;
+    write_outputs(&m, &a.output)?;
+    print_summary(&m, &a.output);
+    if !a.apply {
+        eprintln!("dry run: nothing was written to the server (add --apply to write the ready flows)");
+        return Ok(exit_for(&m));
+    }
+    let Some(endpoint) = endpoint else {
+        bail!("--apply needs a server: pass --api URL");
+    };
+    let journal = a.output.join("journal.jsonl");
+    let out = apply::apply(&m, &endpoint, &journal, a.pause).map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "applied: {} written, {} already migrated, {} refused (not written); journal {}",
+        out.written.len(),
+        out.already.len(),
+        out.refused.len(),
+        journal.display()
+    );
+    Ok(exit_for(&m))
+}
+
+/// 0 when every planned flow is migrated or ready; 1 when some were refused.
+fn exit_for(m: &Migration) -> ExitCode {
+    if m.summary.refused > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A file name for a flow: its name and a short id.
+fn slug(it: &migrate::Item) -> String {
+    let base: String = match &it.deployment {
+        Some(d) => format!("{}-{d}", it.name),
+        None => it.name.clone(),
+    }
+    .chars()
+    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+    .collect();
+    let id: String = it.id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    format!("{base}-{id}")
+}
+
+fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    super::write_json(&dir.join("migration.json"), m)?;
+    std::fs::write(dir.join("diff.md"), migrate::diff::markdown(m))
+        .with_context(|| format!("cannot write {}", dir.join("diff.md").display()))?;
+    let ready: Vec<&migrate::Item> = m.items.iter().filter(|i| i.status == Status::Ready).collect();
+    // only verified flows get documents: a refused flow is never written anywhere
+    let sub = dir.join(&m.target);
+    if sub.exists() {
+        std::fs::remove_dir_all(&sub).with_context(|| format!("cannot clear {}", sub.display()))?;
+    }
+    if ready.is_empty() {
+        return Ok(());
+    }
+    if m.target == "prefect1" {
+        let mut flows = vec![];
+        for it in &ready {
+            let flow = &it.write["serialized_flow"];
+            super::write_json(&sub.join("flows").join(format!("{}.json", slug(it))), flow)?;
+            super::write_json(
+                &sub.join("graphql").join(format!("{}.variables.json", slug(it))),
+                &it.write["create"],
+            )?;
+            flows.push(flow.clone());
+        }
+        super::write_json(&sub.join("flows.json"), &json!({"version": 1, "flows": flows}))?;
+    } else {
+        let mut deployments = vec![];
+        for it in &ready {
+            super::write_json(&sub.join("patches").join(format!("{}.json", slug(it))), &it.write)?;
+            deployments.push(migrate::prefect3::yaml_deployment(
+                it.deployment.as_deref().unwrap_or(&it.name),
+                &it.write,
+            ));
+        }
+        let yaml = serde_norway::to_string(&json!({"deployments": deployments}))
+            .context("cannot write prefect.yaml")?;
+        std::fs::write(
+            sub.join("prefect.yaml"),
+            format!("# unsprawl migrate: the deployments' new pull steps and images\n{yaml}"),
+        )
+        .context("cannot write prefect.yaml")?;
+    }
+    Ok(())
+}
+
+fn print_summary(m: &Migration, dir: &Path) {
+    let mut e = std::io::stderr().lock();
+    let r = &m.git.git_ref;
+    let _ = writeln!(
+        e,
+        "git: {} at {:?} {} ({:.12}, from {})",
+        m.git.url, r.kind, r.name, r.commit, r.decided_by
+    );
+    for n in &r.notes {
+        let _ = writeln!(e, "  note: {n}");
+    }
+    let _ = writeln!(
+        e,
+        "{} flows: {} ready, {} refused, {} already migrated; {} not touched → {}",
+        m.summary.items,
+        m.summary.ready,
+        m.summary.refused,
+        m.summary.done,
+        m.summary.skipped,
+        dir.display()
+    );
+    for it in &m.items {
+        let title = match &it.deployment {
+            Some(d) => format!("{}/{d}", it.name),
+            None => it.name.clone(),
+        };
+        let status = match it.status {
+            Status::Ready => "ready",
+            Status::Refused => "refused",
+            Status::Done => "done",
+        };
+        let _ = writeln!(e, "  {status:<8} {title} → {}", it.runtime_image);
+        for c in it.checks.iter().filter(|c| !c.ok) {
+            let _ = writeln!(e, "           ✗ {}: {}", c.check, c.detail);
+        }
+        if it.status == Status::Ready {
+            for l in migrate::diff::fields(&it.before, &it.after) {
+                let _ = writeln!(e, "           {l}");
+            }
+        }
+    }
+}
+
+pub(super) fn rollback(a: &RollbackArgs) -> Result<ExitCode> {
+    let entries = migrate::journal::read(&a.journal).map_err(anyhow::Error::msg)?;
+    let api = match &a.api {
+        Some(api) => api.clone(),
+        None => entries
+            .iter()
+            .find(|e| e.op == "begin")
+            .and_then(|e| e.data["api"].as_str())
+            .map(str::to_string)
+            .with_context(|| format!("{} names no server: pass --api", a.journal.display()))?,
+    };
+    let ep = Endpoint {
+        api,
+        key: key_from(&a.api_key_env),
+    };
+    let out = apply::rollback(&a.journal, &ep, a.apply, a.force, |l| eprintln!("{l}"))
+        .map_err(anyhow::Error::msg)?;
+    eprintln!(
+        "rollback{}: {} {}, {} already as before, {} changed since and left alone",
+        if a.apply { "" } else { " (dry run)" },
+        out.written.len(),
+        if a.apply { "restored" } else { "to restore" },
+        out.already.len(),
+        out.refused.len()
+    );
+    if !a.apply {
+        eprintln!("dry run: nothing was written (add --apply to restore)");
+    }
+    Ok(if out.refused.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

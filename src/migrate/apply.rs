@@ -1,0 +1,386 @@
+//! Writing a migration (`--apply`) and undoing it (`unsprawl rollback`).
+//!
+//! Every write is announced in the journal (fsync'd) before it is sent and confirmed
+//! after the server's answer was read back; the first failure stops the run. Running
+//! apply again continues: flows whose registration already is the migrated one are
+//! `done` (prepare reads the live state), and a Prefect 1 re-send carries the same
+//! idempotency key, so the server creates no second version.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::journal::{self, Journal};
+use super::{Migration, Status, prefect3};
+use crate::flows::prefect3::Api;
+
+const CREATE: &str = "mutation($input: create_flow_from_compressed_string_input!) { create_flow_from_compressed_string(input: $input) { id } }";
+const SET_GROUP_RUN_CONFIG: &str = "mutation($input: set_flow_group_run_config_input!) { set_flow_group_run_config(input: $input) { success } }";
+
+/// A server and its API key (read from the environment; never printed).
+pub struct Endpoint {
+    pub api: String,
+    pub key: Option<String>,
+}
+
+impl Endpoint {
+    fn rest(&self, client: reqwest::Client) -> Api {
+        Api {
+            base: self.api.clone(),
+            client,
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// Deployments by id, as the server has them now; ids it does not know are left out.
+pub fn read_deployments(ep: &Endpoint, ids: &[String]) -> Result<HashMap<String, Value>, String> {
+    let (rt, client) = crate::flows::api_client()?;
+    let api = ep.rest(client);
+    rt.block_on(async {
+        let mut out = HashMap::new();
+        for id in ids {
+            match api
+                .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
+                .await
+            {
+                Ok(d) => {
+                    out.insert(id.clone(), d);
+                }
+                Err(e) if e.contains("HTTP 404") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    })
+}
+
+/// Every live Prefect 1 flow version (all of them: a partial listing is an error here).
+pub fn read_flows(ep: &Endpoint, project: Option<&str>) -> Result<Vec<Value>, String> {
+    let l = crate::flows::prefect1_api::list_flows(&ep.api, ep.key.as_deref(), project, 200)?;
+    match l.incomplete {
+        Some(why) => Err(why),
+        None => Ok(l.rows),
+    }
+}
+
+async fn graphql(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    query: &str,
+    variables: &Value,
+) -> Result<Value, String> {
+    let mut req = client
+        .post(&ep.api)
+        .header("X-PREFECT-CORE-VERSION", "1.4.1")
+        .json(&json!({"query": query, "variables": variables}));
+    if let Some(k) = &ep.key {
+        req = req.bearer_auth(k);
+    }
+    let res = req.send().await.map_err(|e| {
+        format!(
+            "cannot reach {}: {}",
+            ep.api,
+            crate::scan::source::registry::http::without_url(&e)
+        )
+    })?;
+    let status = res.status();
+    let text = res
+        .text()
+        .await
+        .map_err(|e| format!("{}: the response broke off: {e}", ep.api))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{}: HTTP {}: {}",
+            ep.api,
+            status.as_u16(),
+            text.chars().take(200).collect::<String>()
+        ));
+    }
+    let doc: Value =
+        serde_json::from_str(&text).map_err(|e| format!("{}: the answer is not JSON: {e}", ep.api))?;
+    if let Some(errs) = doc.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+        let msgs: Vec<&str> = errs
+            .iter()
+            .filter_map(|e| e.get("message").and_then(Value::as_str))
+            .collect();
+        return Err(format!("{}: GraphQL errors: {}", ep.api, msgs.join("; ")));
+    }
+    Ok(doc.get("data").cloned().unwrap_or(Value::Null))
+}
+
+/// What an apply or rollback did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub written: Vec<String>,
+    pub already: Vec<String>,
+    pub refused: Vec<String>,
+}
+
+/// Write every `ready` item, in order, `pause` apart.
+pub fn apply(
+    m: &Migration,
+    ep: &Endpoint,
+    journal_path: &Path,
+    pause: Duration,
+) -> Result<Outcome, String> {
+    let (mut j, _) = Journal::open(journal_path)?;
+    j.append(
+        "begin",
+        None,
+        json!({"target": m.target, "api": ep.api, "git": m.git}),
+    )?;
+    let (rt, client) = crate::flows::api_client()?;
+    let mut out = Outcome::default();
+    for it in &m.items {
+        match it.status {
+            Status::Done => {
+                out.already.push(it.key.clone());
+                continue;
+            }
+            Status::Refused => {
+                out.refused.push(it.key.clone());
+                continue;
+            }
+            Status::Ready => {}
+        }
+        j.append(
+            "intent",
+            Some(&it.key),
+            json!({
+                "target": m.target, "id": it.id, "name": it.name,
+                "before": it.before, "after": it.after, "restore": it.restore,
+                "write": strip_payload(&it.write),
+            }),
+        )?;
+        let result = rt.block_on(async {
+            if m.target == "prefect3" {
+                write_deployment(ep.rest(client.clone()), &it.id, &it.write, &it.after).await
+            } else {
+                write_flow(&client, ep, &it.write).await
+            }
+        });
+        match result {
+            Ok(r) => {
+                j.append("done", Some(&it.key), r)?;
+                out.written.push(it.key.clone());
+            }
+            Err(e) => {
+                j.append("failed", Some(&it.key), json!({"error": e}))?;
+                return Err(format!(
+                    "{} ({}): {e}\n{} written before it; run the same command again to continue, \
+                     or `unsprawl rollback {}` to undo",
+                    it.key,
+                    it.name,
+                    out.written.len(),
+                    journal_path.display()
+                ));
+            }
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    Ok(out)
+}
+
+/// The journal keeps the write without the compressed copy of the flow (it holds the
+/// flow itself beside it, readable).
+fn strip_payload(write: &Value) -> Value {
+    let mut w = write.clone();
+    if let Some(input) = w.pointer_mut("/create/input").and_then(Value::as_object_mut) {
+        input.insert("serialized_flow".into(), "(gzip+base64 of write.serialized_flow)".into());
+    }
+    w
+}
+
+/// PATCH, then read back: the stored fields must be what was sent.
+async fn write_deployment(api: Api, id: &str, body: &Value, expect: &Value) -> Result<Value, String> {
+    api.call(reqwest::Method::PATCH, &format!("deployments/{id}"), Some(body))
+        .await?;
+    let now = api
+        .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
+        .await?;
+    if prefect3::snapshot(&now) != *expect {
+        return Err(format!(
+            "deployment {id} reads back different from what was sent: {}",
+            super::diff::fields(expect, &prefect3::snapshot(&now)).join("; ")
+        ));
+    }
+    Ok(json!({"id": id, "updated": now.get("updated").cloned().unwrap_or(Value::Null)}))
+}
+
+/// Register the new version; then clear the flow group override it folded in.
+async fn write_flow(client: &reqwest::Client, ep: &Endpoint, write: &Value) -> Result<Value, String> {
+    let data = graphql(client, ep, CREATE, &write["create"]).await?;
+    let new_id = data
+        .pointer("/create_flow_from_compressed_string/id")
+        .and_then(Value::as_str)
+        .ok_or("the server answered create_flow_from_compressed_string without an id")?
+        .to_string();
+    if write["clear_group_run_config"] == json!(true) {
+        let group = write["flow_group_id"].clone();
+        graphql(
+            client,
+            ep,
+            SET_GROUP_RUN_CONFIG,
+            &json!({"input": {"flow_group_id": group, "run_config": null}}),
+        )
+        .await?;
+    }
+    Ok(json!({"new_flow_id": new_id}))
+}
+
+/// Where a journal's rollback journal lives.
+pub fn rollback_journal_path(journal: &Path) -> PathBuf {
+    let mut p = journal.as_os_str().to_owned();
+    p.push(".rollback");
+    PathBuf::from(p)
+}
+
+/// Restore every flow the journal changed (newest first) to what it was. Without
+/// `apply`, only says what it would do. A registration changed by someone else since the
+/// migration is left alone (listed as refused) unless `force`.
+pub fn rollback(
+    journal_path: &Path,
+    ep: &Endpoint,
+    apply: bool,
+    force: bool,
+    mut say: impl FnMut(String),
+) -> Result<Outcome, String> {
+    let entries = journal::read(journal_path)?;
+    if entries.is_empty() {
+        return Err(format!("{} is empty or missing: nothing to roll back", journal_path.display()));
+    }
+    let rb_path = rollback_journal_path(journal_path);
+    let restored: Vec<String> = journal::states(&journal::read(&rb_path)?)
+        .into_iter()
+        .filter(|(_, _, done)| done.is_some())
+        .map(|(k, _, _)| k)
+        .collect();
+    let mut rb = if apply { Some(Journal::open(&rb_path)?.0) } else { None };
+    let (rt, client) = crate::flows::api_client()?;
+    let mut out = Outcome::default();
+    for (key, intent, _) in journal::states(&entries).into_iter().rev() {
+        if restored.contains(&key) {
+            out.already.push(key);
+            continue;
+        }
+        let target = intent["target"].as_str().unwrap_or("");
+        let id = intent["id"].as_str().unwrap_or("").to_string();
+        let name = intent["name"].as_str().unwrap_or("").to_string();
+        let state = rt.block_on(async {
+            if target == "prefect3" {
+                let api = ep.rest(client.clone());
+                let now = api
+                    .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
+                    .await?;
+                Ok::<_, String>(prefect3::snapshot(&now))
+            } else {
+                let group = intent["restore"]["version_group_id"].clone();
+                live_flow_state(&client, ep, &group).await
+            }
+        })?;
+        let (before, after) = (&intent["before"], &intent["after"]);
+        if state == *before {
+            say(format!("{key} ({name}): already as before the migration"));
+            out.already.push(key);
+            continue;
+        }
+        if state != *after && !force {
+            say(format!(
+                "{key} ({name}): changed since the migration, left alone (--force restores it anyway): {}",
+                super::diff::fields(after, &state).join("; ")
+            ));
+            out.refused.push(key);
+            continue;
+        }
+        if !apply {
+            say(format!("{key} ({name}): would restore"));
+            for l in super::diff::fields(&state, before) {
+                say(format!("    {l}"));
+            }
+            out.written.push(key);
+            continue;
+        }
+        let rb = rb.as_mut().expect("opened when applying");
+        rb.append("intent", Some(&key), intent.clone())?;
+        let result = rt.block_on(async {
+            if target == "prefect3" {
+                let mut body = before.clone();
+                // a deployment that had no pool keeps none; the server refuses null there
+                if body["work_pool_name"].is_null() {
+                    body.as_object_mut().map(|o| o.remove("work_pool_name"));
+                }
+                write_deployment(ep.rest(client.clone()), &id, &body, before).await
+            } else {
+                restore_flow(&client, ep, &intent["restore"]).await
+            }
+        });
+        match result {
+            Ok(r) => {
+                rb.append("done", Some(&key), r)?;
+                say(format!("{key} ({name}): restored"));
+                out.written.push(key);
+            }
+            Err(e) => {
+                rb.append("failed", Some(&key), json!({"error": e}))?;
+                return Err(format!(
+                    "{key} ({name}): {e}\n{} restored before it; run the rollback again to continue",
+                    out.written.len()
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The storage, run config and group override of a version group's live version.
+async fn live_flow_state(client: &reqwest::Client, ep: &Endpoint, group: &Value) -> Result<Value, String> {
+    let data = graphql(
+        client,
+        ep,
+        crate::flows::prefect1_api::FLOWS_QUERY,
+        &json!({"where": {"archived": {"_eq": false}, "version_group_id": {"_eq": group}}, "limit": 10, "offset": 0}),
+    )
+    .await?;
+    let rows = data.get("flow").and_then(Value::as_array).cloned().unwrap_or_default();
+    let live = rows
+        .iter()
+        .max_by_key(|r| r.get("version").and_then(Value::as_i64))
+        .ok_or_else(|| format!("version group {group} has no live version"))?;
+    let f = |p: &str| super::prefect1::json_field(live.pointer(p));
+    Ok(json!({
+        "storage": f("/storage"),
+        "run_config": f("/run_config"),
+        "flow_group_run_config": f("/flow_group/run_config"),
+    }))
+}
+
+/// Register the stored flow again (a new version of the same group), then put back the
+/// flow group override if the migration cleared it.
+async fn restore_flow(client: &reqwest::Client, ep: &Endpoint, restore: &Value) -> Result<Value, String> {
+    let flow = &restore["serialized_flow"];
+    let input = json!({"input": {
+        "serialized_flow": super::prefect1::compress(flow),
+        "project_id": restore["project_id"],
+        "version_group_id": restore["version_group_id"],
+        "set_schedule_active": restore["is_schedule_active"],
+        "description": restore["description"],
+        "idempotency_key": format!("unsprawl-rollback-{}", super::prefect1::idempotency_key(flow)),
+    }});
+    let write = json!({"create": input, "clear_group_run_config": false});
+    let r = write_flow(client, ep, &write).await?;
+    if !restore["flow_group_run_config"].is_null() {
+        graphql(
+            client,
+            ep,
+            SET_GROUP_RUN_CONFIG,
+            &json!({"input": {"flow_group_id": restore["flow_group_id"], "run_config": restore["flow_group_run_config"]}}),
+        )
+        .await?;
+    }
+    Ok(r)
+}

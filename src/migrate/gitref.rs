@@ -1,0 +1,295 @@
+//! Which git reference the migrated flows load their code from, and reading a flow file
+//! at that reference (read with `gix`, no `git` binary needed).
+//!
+//! The rule (`shared/reference/prefect/prefect1.md` §f): `BUILD_TAG` → `GIT_BRANCH` →
+//! the checkout's active branch. `BUILD_TAG` counts only when the repository has such a
+//! tag (Jenkins sets it to a build id on every build). A detached HEAD (the usual CI
+//! checkout) falls back to the CI systems' variables, then to one tag exactly on HEAD,
+//! and otherwise refuses: a guessed reference would break every flow at run time.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// `branch` floats (runs get the branch head at run time); `tag` pins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RefKind {
+    Branch,
+    Tag,
+}
+
+/// The reference chosen, why, and the commit it names in the checkout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitRef {
+    pub kind: RefKind,
+    pub name: String,
+    /// What decided it (`BUILD_TAG`, `GIT_BRANCH`, `active branch`, `--ref-from`, …).
+    pub decided_by: String,
+    /// The commit the flow files were verified at.
+    pub commit: String,
+    /// Things the user should know (a `BUILD_TAG` that is no tag, an unpushed branch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+}
+
+/// `--ref-from`: the rule over the environment, or an explicit branch or tag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefFrom {
+    Env,
+    Branch(String),
+    Tag(String),
+}
+
+impl std::str::FromStr for RefFrom {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once('=') {
+            None if s == "env" => Ok(RefFrom::Env),
+            Some(("branch", b)) if !b.is_empty() => Ok(RefFrom::Branch(b.to_string())),
+            Some(("tag", t)) if !t.is_empty() => Ok(RefFrom::Tag(t.to_string())),
+            _ => Err(format!(
+                "--ref-from {s:?}: expected env, branch=NAME or tag=NAME"
+            )),
+        }
+    }
+}
+
+/// What HEAD is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    Branch(String),
+    Detached(String),
+    Unborn,
+}
+
+/// A git checkout holding the flows (`--flows-repo`, or a folder inside one).
+pub struct Checkout {
+    repo: gix::Repository,
+    /// The folder given, relative to the repository root (`""` at the root).
+    prefix: String,
+    pub root: PathBuf,
+}
+
+impl Checkout {
+    pub fn open(dir: &Path) -> Result<Checkout, String> {
+        let repo = gix::discover(dir)
+            .map_err(|e| format!("--flows-repo {}: not in a git repository ({e})", dir.display()))?;
+        let root = repo
+            .workdir()
+            .ok_or_else(|| format!("--flows-repo {}: a bare repository has no checkout", dir.display()))?
+            .to_path_buf();
+        let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+        let prefix = abs(dir)
+            .strip_prefix(abs(&root))
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .unwrap_or_default();
+        Ok(Checkout { repo, prefix, root })
+    }
+
+    /// A path relative to `--flows-repo` as a path relative to the repository root.
+    pub fn repo_path(&self, rel: &str) -> String {
+        if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        }
+    }
+
+    pub fn head(&self) -> Result<Head, String> {
+        let head = self.repo.head().map_err(|e| format!("cannot read HEAD: {e}"))?;
+        if head.is_unborn() {
+            return Ok(Head::Unborn);
+        }
+        if let Some(name) = head.referent_name() {
+            let full = name.as_bstr().to_string();
+            return Ok(Head::Branch(
+                full.strip_prefix("refs/heads/").unwrap_or(&full).to_string(),
+            ));
+        }
+        let id = head.id().map(|i| i.to_string()).unwrap_or_default();
+        Ok(Head::Detached(id))
+    }
+
+    /// The commit a full reference name points at (tags peeled), if it exists.
+    fn commit_of(&self, full: &str) -> Option<String> {
+        let mut r = self.repo.try_find_reference(full).ok()??;
+        r.peel_to_commit().ok().map(|c| c.id.to_string())
+    }
+
+    pub fn tag_commit(&self, tag: &str) -> Option<String> {
+        self.commit_of(&format!("refs/tags/{tag}"))
+    }
+
+    /// The branch as the remote has it (what runs will clone), else the local branch.
+    pub fn branch_commit(&self, branch: &str) -> Option<String> {
+        self.commit_of(&format!("refs/remotes/origin/{branch}"))
+            .or_else(|| self.commit_of(&format!("refs/heads/{branch}")))
+    }
+
+    /// Tags whose commit is `commit`, sorted.
+    pub fn tags_at(&self, commit: &str) -> Vec<String> {
+        let Ok(platform) = self.repo.references() else {
+            return vec![];
+        };
+        let Ok(tags) = platform.tags() else {
+            return vec![];
+        };
+        let mut out: Vec<String> = tags
+            .filter_map(Result::ok)
+            .filter_map(|mut r| {
+                let name = r.name().as_bstr().to_string();
+                let id = r.peel_to_commit().ok()?.id.to_string();
+                (id == commit).then(|| name.trim_start_matches("refs/tags/").to_string())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether `path` (a file or a folder) exists at `commit`.
+    pub fn exists_at(&self, commit: &str, path: &str) -> bool {
+        let Ok(id) = gix::ObjectId::from_hex(commit.as_bytes()) else {
+            return false;
+        };
+        self.repo
+            .find_commit(id)
+            .ok()
+            .and_then(|c| c.tree().ok())
+            .and_then(|t| t.lookup_entry_by_path(path).ok().flatten())
+            .is_some()
+    }
+
+    /// The bytes of `path` (relative to the repository root) at `commit`; `None` when the
+    /// commit has no such file.
+    pub fn read_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| format!("bad commit id {commit}: {e}"))?;
+        let tree = self
+            .repo
+            .find_commit(id)
+            .and_then(|c| c.tree().map_err(Into::into))
+            .map_err(|e| format!("cannot read commit {commit}: {e}"))?;
+        let Some(entry) = tree
+            .lookup_entry_by_path(path)
+            .map_err(|e| format!("cannot look up {path} at {commit}: {e}"))?
+        else {
+            return Ok(None);
+        };
+        if !entry.mode().is_blob() {
+            return Ok(None);
+        }
+        let obj = entry
+            .object()
+            .map_err(|e| format!("cannot read {path} at {commit}: {e}"))?;
+        Ok(Some(obj.data.clone()))
+    }
+}
+
+/// Strip what Jenkins and others put before a branch name.
+pub fn normalise_branch(b: &str) -> &str {
+    ["refs/remotes/origin/", "refs/heads/", "origin/"]
+        .iter()
+        .find_map(|p| b.strip_prefix(p))
+        .unwrap_or(b)
+}
+
+/// Decide the reference. `env` reads an environment variable (empty counts as unset).
+pub fn decide(
+    from: &RefFrom,
+    env: &dyn Fn(&str) -> Option<String>,
+    co: &Checkout,
+) -> Result<GitRef, String> {
+    let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+    let mut notes = Vec::new();
+    let tag = |name: &str, by: &str, notes: Vec<String>| -> Result<GitRef, String> {
+        let commit = co.tag_commit(name).ok_or_else(|| {
+            format!("{by} names tag {name:?}, which {} does not have", co.root.display())
+        })?;
+        Ok(GitRef {
+            kind: RefKind::Tag,
+            name: name.to_string(),
+            decided_by: by.to_string(),
+            commit,
+            notes,
+        })
+    };
+    let branch = |name: &str, by: &str, mut notes: Vec<String>| -> Result<GitRef, String> {
+        let commit = co.branch_commit(name).ok_or_else(|| {
+            format!("{by} names branch {name:?}, which {} does not have", co.root.display())
+        })?;
+        let remote = co.commit_of(&format!("refs/remotes/origin/{name}"));
+        let local = co.commit_of(&format!("refs/heads/{name}"));
+        match (&remote, &local) {
+            (None, _) => notes.push(format!(
+                "branch {name} has no origin/{name} here: make sure it is pushed before flows run"
+            )),
+            (Some(r), Some(l)) if r != l => notes.push(format!(
+                "local branch {name} differs from origin/{name}: flows will run origin's {r:.12}"
+            )),
+            _ => {}
+        }
+        Ok(GitRef {
+            kind: RefKind::Branch,
+            name: name.to_string(),
+            decided_by: by.to_string(),
+            commit,
+            notes,
+        })
+    };
+    match from {
+        RefFrom::Branch(b) => return branch(normalise_branch(b), "--ref-from", notes),
+        RefFrom::Tag(t) => return tag(t, "--ref-from", notes),
+        RefFrom::Env => {}
+    }
+    if let Some(t) = var("BUILD_TAG") {
+        if co.tag_commit(&t).is_some() {
+            return tag(&t, "BUILD_TAG", notes);
+        }
+        notes.push(format!(
+            "BUILD_TAG={t} is not a tag of the repository (Jenkins sets it to a build id); ignored"
+        ));
+    }
+    if let Some(b) = var("GIT_BRANCH") {
+        return branch(normalise_branch(&b), "GIT_BRANCH", notes);
+    }
+    let detached_at = match co.head()? {
+        Head::Branch(b) => return branch(&b, "active branch", notes),
+        Head::Unborn => return Err(format!("{} has no commit yet", co.root.display())),
+        Head::Detached(c) => c,
+    };
+    // CI checkouts are detached: the CI system says what it checked out
+    if let Some(t) = var("CI_COMMIT_TAG") {
+        return tag(&t, "CI_COMMIT_TAG", notes);
+    }
+    if let Some(b) = var("CI_COMMIT_BRANCH") {
+        return branch(&b, "CI_COMMIT_BRANCH", notes);
+    }
+    if let (Some(kind), Some(name)) = (var("GITHUB_REF_TYPE"), var("GITHUB_REF_NAME")) {
+        match kind.as_str() {
+            "tag" => return tag(&name, "GITHUB_REF_NAME", notes),
+            "branch" => return branch(&name, "GITHUB_REF_NAME", notes),
+            _ => {}
+        }
+    }
+    if let Some(t) = var("TAG_NAME") {
+        return tag(&t, "TAG_NAME", notes);
+    }
+    if let Some(b) = var("BRANCH_NAME") {
+        return branch(normalise_branch(&b), "BRANCH_NAME", notes);
+    }
+    match co.tags_at(&detached_at).as_slice() {
+        [one] => tag(one, "the tag on HEAD", notes),
+        [] => Err(format!(
+            "HEAD of {} is detached at {detached_at:.12} with no tag on it, and no CI variable \
+             (BUILD_TAG, GIT_BRANCH, CI_COMMIT_TAG/CI_COMMIT_BRANCH, GITHUB_REF_TYPE/GITHUB_REF_NAME, \
+             TAG_NAME, BRANCH_NAME) names a branch or tag: pass --ref-from branch=NAME or tag=NAME",
+            co.root.display()
+        )),
+        many => Err(format!(
+            "HEAD of {} has several tags ({}): pass --ref-from tag=NAME",
+            co.root.display(),
+            many.join(", ")
+        )),
+    }
+}

@@ -1,0 +1,686 @@
+//! `unsprawl migrate`: every planned flow moves from its own image to Git storage (Prefect
+//! 1) or a `git_clone` pull step (Prefect 2/3) on its runtime image.
+//!
+//! The migration document (`unsprawl/migration/v1`) holds, per flow, the checks that ran,
+//! what the registration is now (`before`), what it becomes (`after`), the exact write
+//! (`write`) and what a rollback registers again (`restore`). Only flows whose checks all
+//! pass are `ready`; nothing else is ever written. `--apply` writes the ready ones,
+//! journaled (see `journal.rs`, `apply.rs`).
+
+pub mod apply;
+pub mod diff;
+pub mod gitref;
+pub mod journal;
+pub mod prefect1;
+pub mod prefect3;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::flows::source::analyse;
+use crate::flows::stdlib::is_stdlib;
+use crate::inventory::{Flow, Inventory};
+use crate::plan::document::Plan;
+use gitref::{Checkout, GitRef};
+
+pub const SCHEMA: &str = "unsprawl/migration/v1";
+
+/// Where the flows' code will be cloned from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitTarget {
+    /// The clone URL (Prefect 3 `repository`).
+    pub url: String,
+    /// Prefect 1 `repo_host` (`host[:port]`) and `repo` (`owner/name`).
+    pub repo_host: String,
+    pub repo: String,
+    /// Prefect 1 Secret / Prefect 3 Secret block holding the access token (its name only).
+    pub token_secret: Option<String>,
+    pub token_username: Option<String>,
+    #[serde(rename = "ref")]
+    pub git_ref: GitRef,
+}
+
+impl GitTarget {
+    /// From `--repo-url`, or `--repo-host` + `--repo`.
+    pub fn new(
+        url: Option<&str>,
+        host: Option<&str>,
+        repo: Option<&str>,
+        git_ref: GitRef,
+    ) -> Result<GitTarget, String> {
+        let (url, repo_host, repo) = match (url, host, repo) {
+            (Some(u), None, None) => {
+                let parsed = url::Url::parse(u).map_err(|e| format!("--repo-url {u:?}: {e}"))?;
+                let mut host = parsed.host_str().unwrap_or("").to_string();
+                if let Some(p) = parsed.port() {
+                    host = format!("{host}:{p}");
+                }
+                let repo = parsed
+                    .path()
+                    .trim_matches('/')
+                    .trim_end_matches(".git")
+                    .to_string();
+                (u.to_string(), host, repo)
+            }
+            (None, Some(h), Some(r)) => {
+                if h.contains("://") || r.split('/').count() < 2 {
+                    return Err(format!(
+                        "--repo-host {h:?} --repo {r:?}: expected a bare host and OWNER/NAME"
+                    ));
+                }
+                (format!("https://{h}/{r}.git"), h.to_string(), r.to_string())
+            }
+            _ => {
+                return Err("say where the flows live: --repo-url URL, or --repo-host HOST --repo OWNER/NAME".into());
+            }
+        };
+        if url.contains('@') && !url.starts_with("git@") {
+            return Err("--repo-url must not carry credentials: use --git-token-secret".into());
+        }
+        Ok(GitTarget {
+            url,
+            repo_host,
+            repo,
+            token_secret: None,
+            token_username: None,
+            git_ref,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Migration {
+    pub schema: String,
+    pub generator: String,
+    /// `prefect1` or `prefect3`.
+    pub target: String,
+    /// Where the registrations were read (an export file or an API URL).
+    pub registrations: String,
+    pub git: GitTarget,
+    pub summary: Summary,
+    pub items: Vec<Item>,
+    /// Flows of the inventory this migration does not touch, and why.
+    pub skipped: Vec<Skipped>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Summary {
+    pub items: usize,
+    pub ready: usize,
+    pub refused: usize,
+    /// Already on Git storage at this reference with their runtime image.
+    pub done: usize,
+    pub skipped: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Ready,
+    Refused,
+    Done,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Item {
+    /// The inventory's flow key.
+    pub key: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment: Option<String>,
+    /// The flow version id (Prefect 1) or deployment id (Prefect 3) written to.
+    pub id: String,
+    pub runtime_image: String,
+    pub current_image: Option<String>,
+    /// The flow file, relative to the repository root.
+    pub flow_path: Option<String>,
+    pub status: Status,
+    pub checks: Vec<Check>,
+    pub notes: Vec<String>,
+    pub before: Value,
+    pub after: Value,
+    /// Prefect 1: `{create: <GraphQL variables>, flow_group_id, clear_group_run_config}`;
+    /// Prefect 3: the PATCH body.
+    pub write: Value,
+    /// Prefect 1: the stored flow (edges rebuilt) and group run config a rollback
+    /// registers again. Prefect 3: `before` is enough.
+    pub restore: Value,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Check {
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Skipped {
+    pub flow: String,
+    pub reason: String,
+}
+
+/// The registrations as the server has them now.
+pub enum Registrations {
+    /// Flow rows (`flow` query shape, with tasks and edges).
+    Prefect1(Vec<Value>),
+    /// Deployments by id (`GET /api/deployments/{id}`; absent when not found).
+    Prefect3(HashMap<String, Value>),
+}
+
+pub struct Inputs<'a> {
+    pub inventory: &'a Inventory,
+    pub plan: &'a Plan,
+    pub git: GitTarget,
+    pub checkout: &'a Checkout,
+    pub registrations: Registrations,
+    pub registrations_from: String,
+    pub default_run_config: String,
+}
+
+/// Build and verify every item. Pure over its inputs: no network, no writes.
+pub fn prepare(inp: Inputs<'_>) -> Migration {
+    let target = match inp.registrations {
+        Registrations::Prefect1(_) => "prefect1",
+        Registrations::Prefect3(_) => "prefect3",
+    };
+    let flows: HashMap<&str, &Flow> = inp
+        .inventory
+        .flows
+        .iter()
+        .map(|f| (f.key.as_str(), f))
+        .collect();
+    let modules = ModuleIndex::new(inp.inventory, inp.plan);
+    let mut items = vec![];
+    let mut skipped: Vec<Skipped> = inp
+        .plan
+        .unplanned
+        .iter()
+        .map(|u| Skipped {
+            flow: u.flow.clone(),
+            reason: format!("not planned: {}", u.reason),
+        })
+        .collect();
+    for placement in &inp.plan.flows {
+        let Some(flow) = flows.get(placement.flow.as_str()) else {
+            skipped.push(Skipped {
+                flow: placement.flow.clone(),
+                reason: "planned but not in the inventory (a plan of another inventory?)".into(),
+            });
+            continue;
+        };
+        if flow.system != target {
+            skipped.push(Skipped {
+                flow: placement.flow.clone(),
+                reason: format!("a {} flow; this migration targets {target}", flow.system),
+            });
+            continue;
+        }
+        let mut item = Item {
+            key: flow.key.clone(),
+            name: flow.name.clone(),
+            deployment: flow.deployment.clone(),
+            id: flow.flow_id.clone().unwrap_or_default(),
+            runtime_image: placement.runtime_image.clone(),
+            current_image: flow.image_reference.clone(),
+            flow_path: None,
+            status: Status::Ready,
+            checks: vec![],
+            notes: vec![],
+            before: Value::Null,
+            after: Value::Null,
+            write: Value::Null,
+            restore: Value::Null,
+        };
+        let file = check_flow_file(&mut item, flow, &inp, target);
+        if let Some(file) = &file {
+            check_modules(&mut item, flow, file, &modules, &inp, target);
+        }
+        match &inp.registrations {
+            Registrations::Prefect1(rows) => {
+                build_prefect1(&mut item, flow, rows, &inp, file.is_some())
+            }
+            Registrations::Prefect3(deps) => build_prefect3(&mut item, flow, deps, &inp),
+        }
+        if item.status != Status::Done && item.checks.iter().any(|c| !c.ok) {
+            item.status = Status::Refused;
+        }
+        items.push(item);
+    }
+    let count = |s: Status| items.iter().filter(|i| i.status == s).count();
+    let summary = Summary {
+        items: items.len(),
+        ready: count(Status::Ready),
+        refused: count(Status::Refused),
+        done: count(Status::Done),
+        skipped: skipped.len(),
+    };
+    Migration {
+        schema: SCHEMA.into(),
+        generator: format!("unsprawl {}", env!("CARGO_PKG_VERSION")),
+        target: target.into(),
+        registrations: inp.registrations_from.clone(),
+        git: inp.git.clone(),
+        summary,
+        items,
+        skipped,
+    }
+}
+
+fn check(item: &mut Item, name: &str, result: Result<String, String>) {
+    let (ok, detail) = match result {
+        Ok(d) => (true, d),
+        Err(d) => (false, d),
+    };
+    item.checks.push(Check {
+        check: name.into(),
+        ok,
+        detail,
+    });
+}
+
+/// The flow file at the reference, and that it defines the flow.
+fn check_flow_file(
+    item: &mut Item,
+    flow: &Flow,
+    inp: &Inputs<'_>,
+    target: &str,
+) -> Option<crate::flows::source::PyFile> {
+    let r = &inp.git.git_ref;
+    let at = format!("{} {} ({:.12})", kind_word(r), r.name, r.commit);
+    let Some(src) = &flow.source else {
+        check(
+            item,
+            "flow-file",
+            Err("no file of the flows repository defines this flow (scan with --flows-repo)".into()),
+        );
+        return None;
+    };
+    let path = inp.checkout.repo_path(&src.path);
+    item.flow_path = Some(path.clone());
+    let bytes = match inp.checkout.read_at(&r.commit, &path) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            check(item, "flow-file", Err(format!("{path} does not exist at {at}")));
+            return None;
+        }
+        Err(e) => {
+            check(item, "flow-file", Err(e));
+            return None;
+        }
+    };
+    let file = analyse(path.clone(), &String::from_utf8_lossy(&bytes));
+    if let Some(e) = &file.error {
+        check(item, "flow-file", Err(format!("{path} at {at}: {e}")));
+        return None;
+    }
+    let defined = if target == "prefect3" {
+        let func = entrypoint_function(flow);
+        match func {
+            Some(f) if file.flow_functions.iter().any(|x| *x == f) => Ok(format!(
+                "{path} at {at} defines @flow {f}"
+            )),
+            Some(f) => Err(format!(
+                "{path} at {at} has no @flow function {f} (it has: {})",
+                list(&file.flow_functions)
+            )),
+            None => Err("the deployment has no entrypoint function".into()),
+        }
+    } else if file.flows.iter().any(|n| *n == flow.name) {
+        Ok(format!("{path} at {at} defines flow {:?}", flow.name))
+    } else {
+        Err(format!(
+            "{path} at {at} does not define flow {:?} (it defines: {})",
+            flow.name,
+            list(&file.flows)
+        ))
+    };
+    check(item, "flow-file", defined);
+    Some(file)
+}
+
+fn list(v: &[String]) -> String {
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+fn kind_word(r: &GitRef) -> &'static str {
+    match r.kind {
+        gitref::RefKind::Branch => "branch",
+        gitref::RefKind::Tag => "tag",
+    }
+}
+
+fn entrypoint_function(flow: &Flow) -> Option<String> {
+    flow.storage
+        .get("entrypoint")
+        .and_then(Value::as_str)
+        .and_then(|e| e.rsplit_once(':'))
+        .map(|(_, f)| f.to_string())
+}
+
+/// Which top-level modules each runtime image provides.
+struct ModuleIndex {
+    by_image: HashMap<String, BTreeSet<String>>,
+}
+
+impl ModuleIndex {
+    fn new(inv: &Inventory, plan: &Plan) -> ModuleIndex {
+        let mut names: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for img in &inv.images {
+            for d in img.contents.iter().flat_map(|c| &c.python.distributions) {
+                names
+                    .entry(d.name.as_str())
+                    .or_default()
+                    .extend(d.import_names.iter().map(String::as_str));
+            }
+        }
+        let ignored: Vec<String> = plan
+            .rules
+            .get("ignore")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(crate::rules::normalize)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let by_image = plan
+            .runtime_images
+            .iter()
+            .map(|img| {
+                let provided = img
+                    .requirements
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .chain(ignored.iter().cloned())
+                    .flat_map(|n| names.get(n.as_str()).cloned().unwrap_or_default())
+                    .map(str::to_string)
+                    .collect();
+                (img.name.clone(), provided)
+            })
+            .collect();
+        ModuleIndex { by_image }
+    }
+}
+
+/// Every module the flow imports (as scanned, and as the file at the reference says)
+/// is in the standard library, provided by the runtime image, or — Prefect 3 only —
+/// code of the repository (the flow runs inside the clone). Prefect 1 Git storage runs
+/// the file alone from a temporary clone, so repository modules do not import there.
+fn check_modules(
+    item: &mut Item,
+    flow: &Flow,
+    file: &crate::flows::source::PyFile,
+    index: &ModuleIndex,
+    inp: &Inputs<'_>,
+    target: &str,
+) {
+    let python = flow.requirement.as_ref().and_then(|r| r.python.as_deref());
+    let mut wanted: BTreeSet<&str> = file.imports.iter().map(String::as_str).collect();
+    if let Some(r) = &flow.requirement {
+        wanted.extend(r.imported_modules.iter().map(String::as_str));
+    }
+    let provided = index.by_image.get(&item.runtime_image);
+    let dir = file.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+    let commit = &inp.git.git_ref.commit;
+    let local = |m: &str| {
+        let mut at = vec![format!("{m}.py"), m.to_string()];
+        if !dir.is_empty() {
+            at.push(format!("{dir}/{m}.py"));
+            at.push(format!("{dir}/{m}"));
+        }
+        at.iter().any(|p| inp.checkout.exists_at(commit, p))
+    };
+    let mut missing = vec![];
+    let mut repo_code = vec![];
+    for m in wanted {
+        if m.is_empty() || m == "__future__" || is_stdlib(m, python) {
+            continue;
+        }
+        if provided.is_some_and(|p| p.contains(m)) {
+            continue;
+        }
+        if local(m) {
+            repo_code.push(m);
+        } else {
+            missing.push(m);
+        }
+    }
+    let mut problems = vec![];
+    if !missing.is_empty() {
+        problems.push(format!(
+            "imports {}, which no distribution of {} provides",
+            missing.join(", "),
+            item.runtime_image
+        ));
+    }
+    if target == "prefect1" && !repo_code.is_empty() {
+        problems.push(format!(
+            "imports {} from the repository; Git storage runs the flow file alone from a temporary \
+             clone, so install that code into the runtime image first",
+            repo_code.join(", ")
+        ));
+    }
+    check(
+        item,
+        "modules",
+        if problems.is_empty() {
+            Ok(if repo_code.is_empty() {
+                format!("{} provides every module it imports", item.runtime_image)
+            } else {
+                format!(
+                    "{} provides every module it imports; {} come from the clone",
+                    item.runtime_image,
+                    repo_code.join(", ")
+                )
+            })
+        } else {
+            Err(problems.join("; "))
+        },
+    );
+}
+
+fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>, file_ok: bool) {
+    let id = flow.flow_id.as_deref().unwrap_or("");
+    let row = rows.iter().find(|r| r.get("id").and_then(Value::as_str) == Some(id));
+    let Some(row) = row else {
+        // after an apply, the live version of the group is a new one
+        let group = flow.version_group_id.as_deref();
+        let live = rows
+            .iter()
+            .filter(|r| r.get("version_group_id").and_then(Value::as_str) == group && group.is_some())
+            .max_by_key(|r| r.get("version").and_then(Value::as_i64));
+        match live {
+            Some(r) if is_migrated_prefect1(r, item, inp) => {
+                item.status = Status::Done;
+                item.notes.push(format!(
+                    "version {} of the group already runs from Git on {}",
+                    r.get("version").and_then(Value::as_i64).unwrap_or(0),
+                    item.runtime_image
+                ));
+                item.id = r.get("id").and_then(Value::as_str).unwrap_or("").into();
+            }
+            _ => check(
+                item,
+                "registration",
+                Err(format!(
+                    "flow version {id} is not live any more (archived or replaced): scan again"
+                )),
+            ),
+        }
+        return;
+    };
+    if is_migrated_prefect1(row, item, inp) {
+        item.status = Status::Done;
+        return;
+    }
+    let storage = prefect1::json_field(row.get("storage"));
+    let run_config = prefect1::json_field(row.get("run_config"));
+    let group_rc = prefect1::json_field(row.pointer("/flow_group/run_config"));
+    if storage != flow.storage || run_config != flow.run_config || group_rc != flow.flow_group_run_config {
+        check(
+            item,
+            "registration",
+            Err("its storage or run config changed since the scan: scan again".into()),
+        );
+        return;
+    }
+    check(item, "registration", Ok(format!("version {id} is live and unchanged since the scan")));
+    let version = prefect1::json_field(row.get("serialized_flow"))
+        .get("__version__")
+        .and_then(Value::as_str)
+        .unwrap_or("1.4.1")
+        .to_string();
+    // a flow group override replaces every version's run config: one that pins the old
+    // image is folded into the new version and cleared; any other would win over it
+    let mut clear_group = false;
+    let effective = if group_rc.is_null() {
+        run_config.clone()
+    } else {
+        let pins_old = group_rc.get("image").and_then(Value::as_str) == item.current_image.as_deref()
+            || group_rc.get("image").is_none_or(Value::is_null);
+        if !pins_old {
+            check(
+                item,
+                "flow-group",
+                Err(format!(
+                    "its flow group's run config override sets image {}: it would win over the runtime image; clear it first",
+                    group_rc["image"]
+                )),
+            );
+            return;
+        }
+        clear_group = true;
+        item.notes.push(
+            "the flow group's run config override is folded into the new version and cleared".into(),
+        );
+        group_rc.clone()
+    };
+    let Some(flow_path) = item.flow_path.clone().filter(|_| file_ok) else {
+        return;
+    };
+    let new_storage = prefect1::git_storage(&inp.git, &flow.name, &flow_path, &version);
+    let (new_rc, note) =
+        match prefect1::run_config(&effective, &item.runtime_image, &inp.default_run_config, &version) {
+            Ok(x) => x,
+            Err(e) => {
+                check(item, "document", Err(e));
+                return;
+            }
+        };
+    item.notes.extend(note);
+    let problems = prefect1::check_git_storage(&new_storage, &flow.name);
+    let new_flow = match prefect1::serialized_flow(row, &new_storage, &new_rc) {
+        Ok(f) => f,
+        Err(e) => {
+            check(item, "document", Err(e));
+            return;
+        }
+    };
+    let restore_flow = prefect1::restorable_flow(row).unwrap_or(Value::Null);
+    match prefect1::create_variables(row, &new_flow) {
+        Ok(vars) if problems.is_empty() => {
+            check(item, "document", Ok("Git storage and run config follow Prefect 1.4.1's rules".into()));
+            item.write = json!({
+                "create": vars,
+                "flow_group_id": row.pointer("/flow_group/id").cloned().unwrap_or(Value::Null),
+                "clear_group_run_config": clear_group,
+                "serialized_flow": new_flow,
+            });
+        }
+        Ok(_) => check(item, "document", Err(problems.join("; "))),
+        Err(e) => check(item, "document", Err(e)),
+    }
+    item.before = json!({"storage": storage, "run_config": run_config, "flow_group_run_config": group_rc});
+    item.after = json!({
+        "storage": new_storage,
+        "run_config": new_rc,
+        "flow_group_run_config": if clear_group { Value::Null } else { group_rc.clone() },
+    });
+    item.restore = json!({
+        "serialized_flow": restore_flow,
+        "flow_group_run_config": group_rc,
+        "flow_group_id": row.pointer("/flow_group/id").cloned().unwrap_or(Value::Null),
+        "project_id": row.pointer("/project/id").cloned().unwrap_or(Value::Null),
+        "version_group_id": row.get("version_group_id").cloned().unwrap_or(Value::Null),
+        "is_schedule_active": row.get("is_schedule_active").cloned().unwrap_or(Value::Bool(false)),
+        "description": row.get("description").cloned().unwrap_or(Value::Null),
+    });
+}
+
+/// Already on Git storage at this repository and reference, on the runtime image.
+fn is_migrated_prefect1(row: &Value, item: &Item, inp: &Inputs<'_>) -> bool {
+    let s = prefect1::json_field(row.get("storage"));
+    let rc = prefect1::json_field(row.get("run_config"));
+    let field = |k: &str| s.get(k).and_then(Value::as_str);
+    let at_ref = match inp.git.git_ref.kind {
+        gitref::RefKind::Branch => field("branch_name"),
+        gitref::RefKind::Tag => field("tag"),
+    } == Some(inp.git.git_ref.name.as_str());
+    field("type") == Some("Git")
+        && field("repo") == Some(inp.git.repo.as_str())
+        && at_ref
+        && rc.get("image").and_then(Value::as_str) == Some(item.runtime_image.as_str())
+        && prefect1::json_field(row.pointer("/flow_group/run_config")).is_null()
+}
+
+fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, inp: &Inputs<'_>) {
+    let Some(dep) = deps.get(&item.id) else {
+        check(
+            item,
+            "registration",
+            Err(format!("deployment {} is not on the server any more: scan again", item.id)),
+        );
+        return;
+    };
+    let live = prefect3::snapshot(dep);
+    let func = entrypoint_function(flow).unwrap_or_default();
+    let entrypoint = format!("{}:{func}", item.flow_path.clone().unwrap_or_default());
+    let body = prefect3::patch_body(dep, &inp.git, &item.runtime_image, &entrypoint);
+    if item.flow_path.is_some() && live == prefect3::snapshot(&body) {
+        item.status = Status::Done;
+        item.before = live.clone();
+        item.after = live;
+        return;
+    }
+    let scanned = json!({
+        "pull_steps": flow.storage.get("pull_steps").cloned().unwrap_or(Value::Null),
+        "job_variables": flow.run_config.clone(),
+        "entrypoint": flow.storage.get("entrypoint").cloned().unwrap_or(Value::Null),
+        "path": flow.storage.get("path").cloned().unwrap_or(Value::Null),
+        "work_pool_name": flow.storage.get("work_pool_name").cloned().unwrap_or(Value::Null),
+        "work_queue_name": flow.storage.get("work_queue_name").cloned().unwrap_or(Value::Null),
+    });
+    if scanned != live {
+        check(
+            item,
+            "registration",
+            Err("its pull steps, job variables or entrypoint changed since the scan: scan again".into()),
+        );
+        return;
+    }
+    check(item, "registration", Ok("the deployment is unchanged since the scan".into()));
+    if item.flow_path.is_none() {
+        return;
+    }
+    let problems = prefect3::check_body(&body);
+    check(
+        item,
+        "document",
+        if problems.is_empty() {
+            Ok("the PATCH body is a valid DeploymentUpdate with the pool and queue kept".into())
+        } else {
+            Err(problems.join("; "))
+        },
+    );
+    item.before = live;
+    item.after = prefect3::snapshot(&body);
+    item.write = body;
+}
