@@ -110,12 +110,18 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
             .unwrap_or(Path::new("."))
             .join("inventory.json"),
     };
-    let inv = Inventory::read(&inv_path).with_context(|| "pass the plan's inventory with --inventory")?;
+    let inv =
+        Inventory::read(&inv_path).with_context(|| "pass the plan's inventory with --inventory")?;
     let checkout = Checkout::open(&a.flows_repo).map_err(anyhow::Error::msg)?;
     let git_ref = gitref::decide(&a.ref_from, &|k| std::env::var(k).ok(), &checkout)
         .map_err(anyhow::Error::msg)?;
-    let mut git = GitTarget::new(a.repo_url.as_deref(), a.repo_host.as_deref(), a.repo.as_deref(), git_ref)
-        .map_err(anyhow::Error::msg)?;
+    let mut git = GitTarget::new(
+        a.repo_url.as_deref(),
+        a.repo_host.as_deref(),
+        a.repo.as_deref(),
+        git_ref,
+    )
+    .map_err(anyhow::Error::msg)?;
     git.token_secret = a.git_token_secret.clone();
     git.token_username = a.git_token_username.clone();
 
@@ -132,11 +138,15 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         (None, 1) => Target::Prefect1,
         _ => bail!("the plan has Prefect 1 and Prefect 3 flows: pick one with --target"),
     };
-    let kind = if target == Target::Prefect1 { "prefect1" } else { "prefect3" };
+    let kind = if target == Target::Prefect1 {
+        "prefect1"
+    } else {
+        "prefect3"
+    };
     let scanned_from = |k: &str| {
         inv.sources
             .iter()
-            .find(|s| s.kind == k)
+            .rfind(|s| s.kind == k)
             .map(|s| s.location.clone())
     };
     let ep = |api: String| Endpoint {
@@ -150,7 +160,10 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
                     .then(|| scanned_from("prefect1-export").map(PathBuf::from))
                     .flatten()
             });
-            match (export, a.api.clone().or_else(|| scanned_from("prefect1-api"))) {
+            match (
+                export,
+                a.api.clone().or_else(|| scanned_from("prefect1-api")),
+            ) {
                 (Some(file), _) if a.export.is_some() || a.api.is_none() => {
                     let text = std::fs::read_to_string(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
@@ -161,7 +174,11 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
                         .and_then(Value::as_array)
                         .cloned()
                         .with_context(|| format!("{}: no data.flow list", file.display()))?;
-                    (Registrations::Prefect1(rows), file.display().to_string(), None)
+                    (
+                        Registrations::Prefect1(rows),
+                        file.display().to_string(),
+                        None,
+                    )
                 }
                 (_, Some(api)) => {
                     let e = ep(api.clone());
@@ -202,7 +219,9 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     write_outputs(&m, &a.output)?;
     print_summary(&m, &a.output);
     if !a.apply {
-        eprintln!("dry run: nothing was written to the server (add --apply to write the ready flows)");
+        eprintln!(
+            "dry run: nothing was written to the server (add --apply to write the ready flows)"
+        );
         return Ok(exit_for(&m));
     }
     let Some(endpoint) = endpoint else {
@@ -236,9 +255,20 @@ fn slug(it: &migrate::Item) -> String {
         None => it.name.clone(),
     }
     .chars()
-    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+    .map(|c| {
+        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            c
+        } else {
+            '-'
+        }
+    })
     .collect();
-    let id: String = it.id.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+    let id: String = it
+        .id
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .take(8)
+        .collect();
     format!("{base}-{id}")
 }
 
@@ -247,7 +277,11 @@ fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
     super::write_json(&dir.join("migration.json"), m)?;
     std::fs::write(dir.join("diff.md"), migrate::diff::markdown(m))
         .with_context(|| format!("cannot write {}", dir.join("diff.md").display()))?;
-    let ready: Vec<&migrate::Item> = m.items.iter().filter(|i| i.status == Status::Ready).collect();
+    let ready: Vec<&migrate::Item> = m
+        .items
+        .iter()
+        .filter(|i| i.status == Status::Ready)
+        .collect();
     // only verified flows get documents: a refused flow is never written anywhere
     let sub = dir.join(&m.target);
     if sub.exists() {
@@ -262,16 +296,23 @@ fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
             let flow = &it.write["serialized_flow"];
             super::write_json(&sub.join("flows").join(format!("{}.json", slug(it))), flow)?;
             super::write_json(
-                &sub.join("graphql").join(format!("{}.variables.json", slug(it))),
+                &sub.join("graphql")
+                    .join(format!("{}.variables.json", slug(it))),
                 &it.write["create"],
             )?;
             flows.push(flow.clone());
         }
-        super::write_json(&sub.join("flows.json"), &json!({"version": 1, "flows": flows}))?;
+        super::write_json(
+            &sub.join("flows.json"),
+            &json!({"version": 1, "flows": flows}),
+        )?;
     } else {
         let mut deployments = vec![];
         for it in &ready {
-            super::write_json(&sub.join("patches").join(format!("{}.json", slug(it))), &it.write)?;
+            super::write_json(
+                &sub.join("patches").join(format!("{}.json", slug(it))),
+                &it.write,
+            )?;
             deployments.push(migrate::prefect3::yaml_deployment(
                 it.deployment.as_deref().unwrap_or(&it.name),
                 &it.write,

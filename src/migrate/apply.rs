@@ -99,9 +99,13 @@ async fn graphql(
             text.chars().take(200).collect::<String>()
         ));
     }
-    let doc: Value =
-        serde_json::from_str(&text).map_err(|e| format!("{}: the answer is not JSON: {e}", ep.api))?;
-    if let Some(errs) = doc.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
+    let doc: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: the answer is not JSON: {e}", ep.api))?;
+    if let Some(errs) = doc
+        .get("errors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
         let msgs: Vec<&str> = errs
             .iter()
             .filter_map(|e| e.get("message").and_then(Value::as_str))
@@ -190,16 +194,31 @@ pub fn apply(
 /// flow itself beside it, readable).
 fn strip_payload(write: &Value) -> Value {
     let mut w = write.clone();
-    if let Some(input) = w.pointer_mut("/create/input").and_then(Value::as_object_mut) {
-        input.insert("serialized_flow".into(), "(gzip+base64 of write.serialized_flow)".into());
+    if let Some(input) = w
+        .pointer_mut("/create/input")
+        .and_then(Value::as_object_mut)
+    {
+        input.insert(
+            "serialized_flow".into(),
+            "(gzip+base64 of write.serialized_flow)".into(),
+        );
     }
     w
 }
 
 /// PATCH, then read back: the stored fields must be what was sent.
-async fn write_deployment(api: Api, id: &str, body: &Value, expect: &Value) -> Result<Value, String> {
-    api.call(reqwest::Method::PATCH, &format!("deployments/{id}"), Some(body))
-        .await?;
+async fn write_deployment(
+    api: Api,
+    id: &str,
+    body: &Value,
+    expect: &Value,
+) -> Result<Value, String> {
+    api.call(
+        reqwest::Method::PATCH,
+        &format!("deployments/{id}"),
+        Some(body),
+    )
+    .await?;
     let now = api
         .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
         .await?;
@@ -213,7 +232,11 @@ async fn write_deployment(api: Api, id: &str, body: &Value, expect: &Value) -> R
 }
 
 /// Register the new version; then clear the flow group override it folded in.
-async fn write_flow(client: &reqwest::Client, ep: &Endpoint, write: &Value) -> Result<Value, String> {
+async fn write_flow(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    write: &Value,
+) -> Result<Value, String> {
     let data = graphql(client, ep, CREATE, &write["create"]).await?;
     let new_id = data
         .pointer("/create_flow_from_compressed_string/id")
@@ -252,7 +275,10 @@ pub fn rollback(
 ) -> Result<Outcome, String> {
     let entries = journal::read(journal_path)?;
     if entries.is_empty() {
-        return Err(format!("{} is empty or missing: nothing to roll back", journal_path.display()));
+        return Err(format!(
+            "{} is empty or missing: nothing to roll back",
+            journal_path.display()
+        ));
     }
     let rb_path = rollback_journal_path(journal_path);
     let restored: Vec<String> = journal::states(&journal::read(&rb_path)?)
@@ -260,7 +286,11 @@ pub fn rollback(
         .filter(|(_, _, done)| done.is_some())
         .map(|(k, _, _)| k)
         .collect();
-    let mut rb = if apply { Some(Journal::open(&rb_path)?.0) } else { None };
+    let mut rb = if apply {
+        Some(Journal::open(&rb_path)?.0)
+    } else {
+        None
+    };
     let (rt, client) = crate::flows::api_client()?;
     let mut out = Outcome::default();
     for (key, intent, _) in journal::states(&entries).into_iter().rev() {
@@ -338,7 +368,11 @@ pub fn rollback(
 }
 
 /// The storage, run config and group override of a version group's live version.
-async fn live_flow_state(client: &reqwest::Client, ep: &Endpoint, group: &Value) -> Result<Value, String> {
+async fn live_flow_state(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    group: &Value,
+) -> Result<Value, String> {
     let data = graphql(
         client,
         ep,
@@ -346,7 +380,11 @@ async fn live_flow_state(client: &reqwest::Client, ep: &Endpoint, group: &Value)
         &json!({"where": {"archived": {"_eq": false}, "version_group_id": {"_eq": group}}, "limit": 10, "offset": 0}),
     )
     .await?;
-    let rows = data.get("flow").and_then(Value::as_array).cloned().unwrap_or_default();
+    let rows = data
+        .get("flow")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let live = rows
         .iter()
         .max_by_key(|r| r.get("version").and_then(Value::as_i64))
@@ -361,7 +399,11 @@ async fn live_flow_state(client: &reqwest::Client, ep: &Endpoint, group: &Value)
 
 /// Register the stored flow again (a new version of the same group), then put back the
 /// flow group override if the migration cleared it.
-async fn restore_flow(client: &reqwest::Client, ep: &Endpoint, restore: &Value) -> Result<Value, String> {
+async fn restore_flow(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    restore: &Value,
+) -> Result<Value, String> {
     let flow = &restore["serialized_flow"];
     let input = json!({"input": {
         "serialized_flow": super::prefect1::compress(flow),

@@ -32,7 +32,8 @@ fn flatten(prefix: &str, v: &Value, out: &mut BTreeMap<String, String>) {
     }
 }
 
-/// The changed leaves of `before` → `after`, as `  path: old → new` lines.
+/// The changed leaves of `before` → `after`, as `  path: old → new` lines (`-`/`+` for
+/// fields only one side has).
 pub fn fields(before: &Value, after: &Value) -> Vec<String> {
     let (mut b, mut a) = (BTreeMap::new(), BTreeMap::new());
     flatten("", before, &mut b);
@@ -42,6 +43,9 @@ pub fn fields(before: &Value, after: &Value) -> Vec<String> {
         .filter_map(|k| match (b.get(k), a.get(k)) {
             (Some(x), Some(y)) if x == y => None,
             (Some(x), Some(y)) => Some(format!("  {k}: {x} → {y}")),
+            // a field that is null on one side only is noise: Prefect emits every field
+            (Some(x), None) if x == "null" => None,
+            (None, Some(y)) if y == "null" => None,
             (Some(x), None) => Some(format!("- {k}: {x}")),
             (None, Some(y)) => Some(format!("+ {k}: {y}")),
             (None, None) => None,
@@ -126,8 +130,8 @@ mod tests {
 
     #[test]
     fn lists_changed_added_and_removed_fields() {
-        let b = json!({"storage": {"type": "Docker", "image_name": "a"}, "run_config": {"image": "x", "env": {}}});
-        let a = json!({"storage": {"type": "Git", "repo": "t/f"}, "run_config": {"image": "y", "env": {}}});
+        let b = json!({"storage": {"type": "Docker", "image_name": "a", "path": null}, "run_config": {"image": "x", "env": {}}});
+        let a = json!({"storage": {"type": "Git", "repo": "t/f", "tag": null}, "run_config": {"image": "y", "env": {}}});
         assert_eq!(
             fields(&b, &a),
             vec![

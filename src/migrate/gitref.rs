@@ -73,11 +73,20 @@ pub struct Checkout {
 
 impl Checkout {
     pub fn open(dir: &Path) -> Result<Checkout, String> {
-        let repo = gix::discover(dir)
-            .map_err(|e| format!("--flows-repo {}: not in a git repository ({e})", dir.display()))?;
+        let repo = gix::discover(dir).map_err(|e| {
+            format!(
+                "--flows-repo {}: not in a git repository ({e})",
+                dir.display()
+            )
+        })?;
         let root = repo
             .workdir()
-            .ok_or_else(|| format!("--flows-repo {}: a bare repository has no checkout", dir.display()))?
+            .ok_or_else(|| {
+                format!(
+                    "--flows-repo {}: a bare repository has no checkout",
+                    dir.display()
+                )
+            })?
             .to_path_buf();
         let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         let prefix = abs(dir)
@@ -97,14 +106,19 @@ impl Checkout {
     }
 
     pub fn head(&self) -> Result<Head, String> {
-        let head = self.repo.head().map_err(|e| format!("cannot read HEAD: {e}"))?;
+        let head = self
+            .repo
+            .head()
+            .map_err(|e| format!("cannot read HEAD: {e}"))?;
         if head.is_unborn() {
             return Ok(Head::Unborn);
         }
         if let Some(name) = head.referent_name() {
             let full = name.as_bstr().to_string();
             return Ok(Head::Branch(
-                full.strip_prefix("refs/heads/").unwrap_or(&full).to_string(),
+                full.strip_prefix("refs/heads/")
+                    .unwrap_or(&full)
+                    .to_string(),
             ));
         }
         let id = head.id().map(|i| i.to_string()).unwrap_or_default();
@@ -204,7 +218,10 @@ pub fn decide(
     let mut notes = Vec::new();
     let tag = |name: &str, by: &str, notes: Vec<String>| -> Result<GitRef, String> {
         let commit = co.tag_commit(name).ok_or_else(|| {
-            format!("{by} names tag {name:?}, which {} does not have", co.root.display())
+            format!(
+                "{by} names tag {name:?}, which {} does not have",
+                co.root.display()
+            )
         })?;
         Ok(GitRef {
             kind: RefKind::Tag,
@@ -216,7 +233,10 @@ pub fn decide(
     };
     let branch = |name: &str, by: &str, mut notes: Vec<String>| -> Result<GitRef, String> {
         let commit = co.branch_commit(name).ok_or_else(|| {
-            format!("{by} names branch {name:?}, which {} does not have", co.root.display())
+            format!(
+                "{by} names branch {name:?}, which {} does not have",
+                co.root.display()
+            )
         })?;
         let remote = co.commit_of(&format!("refs/remotes/origin/{name}"));
         let local = co.commit_of(&format!("refs/heads/{name}"));

@@ -138,7 +138,10 @@ mod tests {
         let e = read(&p).unwrap();
         assert_eq!(e.len(), 4);
         let s = states(&e);
-        assert_eq!(s[0], ("a".into(), json!({"n": 1}), Some(json!({"id": "x"}))));
+        assert_eq!(
+            s[0],
+            ("a".into(), json!({"n": 1}), Some(json!({"id": "x"})))
+        );
         assert_eq!(s[1], ("b".into(), json!({"n": 2}), None));
         std::fs::write(&p, "garbage\n{}\n").unwrap();
         assert!(read(&p).unwrap_err().contains("line 1"));

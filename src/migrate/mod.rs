@@ -294,7 +294,9 @@ fn check_flow_file(
         check(
             item,
             "flow-file",
-            Err("no file of the flows repository defines this flow (scan with --flows-repo)".into()),
+            Err(
+                "no file of the flows repository defines this flow (scan with --flows-repo)".into(),
+            ),
         );
         return None;
     };
@@ -303,7 +305,11 @@ fn check_flow_file(
     let bytes = match inp.checkout.read_at(&r.commit, &path) {
         Ok(Some(b)) => b,
         Ok(None) => {
-            check(item, "flow-file", Err(format!("{path} does not exist at {at}")));
+            check(
+                item,
+                "flow-file",
+                Err(format!("{path} does not exist at {at}")),
+            );
             return None;
         }
         Err(e) => {
@@ -319,9 +325,9 @@ fn check_flow_file(
     let defined = if target == "prefect3" {
         let func = entrypoint_function(flow);
         match func {
-            Some(f) if file.flow_functions.iter().any(|x| *x == f) => Ok(format!(
-                "{path} at {at} defines @flow {f}"
-            )),
+            Some(f) if file.flow_functions.iter().any(|x| *x == f) => {
+                Ok(format!("{path} at {at} defines @flow {f}"))
+            }
             Some(f) => Err(format!(
                 "{path} at {at} has no @flow function {f} (it has: {})",
                 list(&file.flow_functions)
@@ -489,13 +495,17 @@ fn check_modules(
 
 fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>, file_ok: bool) {
     let id = flow.flow_id.as_deref().unwrap_or("");
-    let row = rows.iter().find(|r| r.get("id").and_then(Value::as_str) == Some(id));
+    let row = rows
+        .iter()
+        .find(|r| r.get("id").and_then(Value::as_str) == Some(id));
     let Some(row) = row else {
         // after an apply, the live version of the group is a new one
         let group = flow.version_group_id.as_deref();
         let live = rows
             .iter()
-            .filter(|r| r.get("version_group_id").and_then(Value::as_str) == group && group.is_some())
+            .filter(|r| {
+                r.get("version_group_id").and_then(Value::as_str) == group && group.is_some()
+            })
             .max_by_key(|r| r.get("version").and_then(Value::as_i64));
         match live {
             Some(r) if is_migrated_prefect1(r, item, inp) => {
@@ -524,7 +534,10 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
     let storage = prefect1::json_field(row.get("storage"));
     let run_config = prefect1::json_field(row.get("run_config"));
     let group_rc = prefect1::json_field(row.pointer("/flow_group/run_config"));
-    if storage != flow.storage || run_config != flow.run_config || group_rc != flow.flow_group_run_config {
+    if storage != flow.storage
+        || run_config != flow.run_config
+        || group_rc != flow.flow_group_run_config
+    {
         check(
             item,
             "registration",
@@ -532,7 +545,11 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
         );
         return;
     }
-    check(item, "registration", Ok(format!("version {id} is live and unchanged since the scan")));
+    check(
+        item,
+        "registration",
+        Ok(format!("version {id} is live and unchanged since the scan")),
+    );
     let version = prefect1::json_field(row.get("serialized_flow"))
         .get("__version__")
         .and_then(Value::as_str)
@@ -544,7 +561,8 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
     let effective = if group_rc.is_null() {
         run_config.clone()
     } else {
-        let pins_old = group_rc.get("image").and_then(Value::as_str) == item.current_image.as_deref()
+        let pins_old = group_rc.get("image").and_then(Value::as_str)
+            == item.current_image.as_deref()
             || group_rc.get("image").is_none_or(Value::is_null);
         if !pins_old {
             check(
@@ -559,7 +577,8 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
         }
         clear_group = true;
         item.notes.push(
-            "the flow group's run config override is folded into the new version and cleared".into(),
+            "the flow group's run config override is folded into the new version and cleared"
+                .into(),
         );
         group_rc.clone()
     };
@@ -567,14 +586,18 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
         return;
     };
     let new_storage = prefect1::git_storage(&inp.git, &flow.name, &flow_path, &version);
-    let (new_rc, note) =
-        match prefect1::run_config(&effective, &item.runtime_image, &inp.default_run_config, &version) {
-            Ok(x) => x,
-            Err(e) => {
-                check(item, "document", Err(e));
-                return;
-            }
-        };
+    let (new_rc, note) = match prefect1::run_config(
+        &effective,
+        &item.runtime_image,
+        &inp.default_run_config,
+        &version,
+    ) {
+        Ok(x) => x,
+        Err(e) => {
+            check(item, "document", Err(e));
+            return;
+        }
+    };
     item.notes.extend(note);
     let problems = prefect1::check_git_storage(&new_storage, &flow.name);
     let new_flow = match prefect1::serialized_flow(row, &new_storage, &new_rc) {
@@ -587,7 +610,11 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
     let restore_flow = prefect1::restorable_flow(row).unwrap_or(Value::Null);
     match prefect1::create_variables(row, &new_flow) {
         Ok(vars) if problems.is_empty() => {
-            check(item, "document", Ok("Git storage and run config follow Prefect 1.4.1's rules".into()));
+            check(
+                item,
+                "document",
+                Ok("Git storage and run config follow Prefect 1.4.1's rules".into()),
+            );
             item.write = json!({
                 "create": vars,
                 "flow_group_id": row.pointer("/flow_group/id").cloned().unwrap_or(Value::Null),
@@ -598,7 +625,8 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
         Ok(_) => check(item, "document", Err(problems.join("; "))),
         Err(e) => check(item, "document", Err(e)),
     }
-    item.before = json!({"storage": storage, "run_config": run_config, "flow_group_run_config": group_rc});
+    item.before =
+        json!({"storage": storage, "run_config": run_config, "flow_group_run_config": group_rc});
     item.after = json!({
         "storage": new_storage,
         "run_config": new_rc,
@@ -636,7 +664,10 @@ fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, i
         check(
             item,
             "registration",
-            Err(format!("deployment {} is not on the server any more: scan again", item.id)),
+            Err(format!(
+                "deployment {} is not on the server any more: scan again",
+                item.id
+            )),
         );
         return;
     };
@@ -662,11 +693,18 @@ fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, i
         check(
             item,
             "registration",
-            Err("its pull steps, job variables or entrypoint changed since the scan: scan again".into()),
+            Err(
+                "its pull steps, job variables or entrypoint changed since the scan: scan again"
+                    .into(),
+            ),
         );
         return;
     }
-    check(item, "registration", Ok("the deployment is unchanged since the scan".into()));
+    check(
+        item,
+        "registration",
+        Ok("the deployment is unchanged since the scan".into()),
+    );
     if item.flow_path.is_none() {
         return;
     }

@@ -33,7 +33,10 @@ pub const RUN_CONFIG_FIELDS: &[(&str, &[&str])] = &[
             "image_pull_policy",
         ],
     ),
-    ("DockerRun", &["image", "env", "labels", "ports", "host_config"]),
+    (
+        "DockerRun",
+        &["image", "env", "labels", "ports", "host_config"],
+    ),
     (
         "ECSRun",
         &[
@@ -123,7 +126,9 @@ pub fn run_config(
         .iter()
         .find(|(n, _)| *n == ty)
         .map(|(_, f)| *f)
-        .ok_or_else(|| format!("--default-run-config {ty}: not a run config that names an image"))?;
+        .ok_or_else(|| {
+            format!("--default-run-config {ty}: not a run config that names an image")
+        })?;
     let mut out = Map::new();
     out.insert("type".into(), ty.into());
     out.insert("__version__".into(), version.into());
@@ -185,7 +190,11 @@ pub fn restorable_flow(row: &Value) -> Result<Value, String> {
             .into_iter()
             .flatten()
             .map(|e| {
-                let slug = |k: &str| e.pointer(&format!("/{k}/slug")).cloned().unwrap_or(Value::Null);
+                let slug = |k: &str| {
+                    e.pointer(&format!("/{k}/slug"))
+                        .cloned()
+                        .unwrap_or(Value::Null)
+                };
                 json!({
                     "upstream_task": {"slug": slug("upstream_task"), "__version__": version},
                     "downstream_task": {"slug": slug("downstream_task"), "__version__": version},
@@ -196,7 +205,12 @@ pub fn restorable_flow(row: &Value) -> Result<Value, String> {
                 })
             })
             .collect();
-        if rel.is_none() && obj.get("tasks").and_then(Value::as_array).is_some_and(|t| t.len() > 1) {
+        if rel.is_none()
+            && obj
+                .get("tasks")
+                .and_then(Value::as_array)
+                .is_some_and(|t| t.len() > 1)
+        {
             return Err(
                 "the stored serialized_flow has no edges and the row has no edges relation to rebuild them from"
                     .into(),
@@ -336,12 +350,20 @@ pub fn check_git_storage(s: &Value, flow_name: &str) -> Vec<String> {
     let mut out = vec![];
     let path = s.get("flow_path").and_then(Value::as_str).unwrap_or("");
     if path.is_empty() || path.starts_with('/') {
-        out.push(format!("flow_path {path:?} must be relative to the repository root"));
+        out.push(format!(
+            "flow_path {path:?} must be relative to the repository root"
+        ));
     }
-    if s.get("repo_host").and_then(Value::as_str).is_none_or(str::is_empty) {
+    if s.get("repo_host")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
         out.push("repo_host must be a host name (null does not load)".into());
     }
-    if s.get("repo").and_then(Value::as_str).is_none_or(|r| r.split('/').count() < 2) {
+    if s.get("repo")
+        .and_then(Value::as_str)
+        .is_none_or(|r| r.split('/').count() < 2)
+    {
         out.push("repo must be OWNER/NAME".into());
     }
     let set = ["branch_name", "tag", "commit"]
@@ -349,10 +371,15 @@ pub fn check_git_storage(s: &Value, flow_name: &str) -> Vec<String> {
         .filter(|k| s.get(**k).is_some_and(|v| !v.is_null()))
         .count();
     if set != 1 || s.get("commit").is_some_and(|c| !c.is_null()) {
-        out.push("exactly one of branch_name or tag must be set (commit is ignored at run time)".into());
+        out.push(
+            "exactly one of branch_name or tag must be set (commit is ignored at run time)".into(),
+        );
     }
-    if s.pointer(&format!("/flows/{}", flow_name.replace('~', "~0").replace('/', "~1")))
-        .and_then(Value::as_str)
+    if s.pointer(&format!(
+        "/flows/{}",
+        flow_name.replace('~', "~0").replace('/', "~1")
+    ))
+    .and_then(Value::as_str)
         != Some(path)
     {
         out.push(format!("flows has no entry {flow_name:?} → {path:?}"));
@@ -393,11 +420,23 @@ mod tests {
             "../../fixtures/prefect1/flow_docker_k8s.serialized.json"
         ))
         .unwrap();
-        let (rc, note) = run_config(&old["run_config"], "reg/runtime:1", "KubernetesRun", "1.4.1").unwrap();
+        let (rc, note) = run_config(
+            &old["run_config"],
+            "reg/runtime:1",
+            "KubernetesRun",
+            "1.4.1",
+        )
+        .unwrap();
         assert_eq!(note, None);
         assert_eq!(rc["type"], "KubernetesRun");
         assert_eq!(rc["image"], "reg/runtime:1");
-        for k in ["env", "labels", "cpu_request", "service_account_name", "image_pull_secrets"] {
+        for k in [
+            "env",
+            "labels",
+            "cpu_request",
+            "service_account_name",
+            "image_pull_secrets",
+        ] {
             assert_eq!(rc[k], old["run_config"][k], "{k} kept");
         }
         let (rc, note) = run_config(

@@ -49,7 +49,12 @@ pub fn snapshot(deployment: &Value) -> Value {
     Value::Object(
         FIELDS
             .iter()
-            .map(|k| (k.to_string(), deployment.get(*k).cloned().unwrap_or(Value::Null)))
+            .map(|k| {
+                (
+                    k.to_string(),
+                    deployment.get(*k).cloned().unwrap_or(Value::Null),
+                )
+            })
             .collect(),
     )
 }
@@ -118,7 +123,8 @@ pub fn check_body(body: &Value) -> Vec<String> {
     }
     let ep = obj.get("entrypoint").and_then(Value::as_str).unwrap_or("");
     match ep.rsplit_once(':') {
-        Some((path, func)) if !path.starts_with('/') && path.ends_with(".py") && !func.is_empty() => {}
+        Some((path, func))
+            if !path.starts_with('/') && path.ends_with(".py") && !func.is_empty() => {}
         _ => out.push(format!("entrypoint {ep:?} is not path/in/repo.py:function")),
     }
     out
@@ -178,7 +184,13 @@ mod tests {
         ))
         .unwrap();
         // the reference PATCH, made by hand, gave the same stored fields
-        for k in ["pull_steps", "job_variables", "entrypoint", "path", "work_pool_name"] {
+        for k in [
+            "pull_steps",
+            "job_variables",
+            "entrypoint",
+            "path",
+            "work_pool_name",
+        ] {
             assert_eq!(body[k], after[k], "{k}");
         }
         assert_eq!(body["work_queue_name"], before["work_queue_name"]);

@@ -2,6 +2,7 @@
 //! `fixtures` command, run the binary, read what it wrote.
 #![allow(dead_code)]
 
+pub mod git_repo;
 pub mod graphql_stub;
 pub mod prefect3_server;
 pub mod registry;

@@ -124,6 +124,11 @@ impl Server {
 
     /// Run the `prefect` CLI against this server (work pools get their type's template).
     pub fn cli(&self, args: &[&str]) {
+        self.cli_output(args);
+    }
+
+    /// Run the `prefect` CLI and return what it printed.
+    pub fn cli_output(&self, args: &[&str]) -> String {
         let out = Command::new(venv().join("bin/prefect"))
             .args(args)
             .envs(Self::env_for(self.home.path(), &self.api))
@@ -134,6 +139,7 @@ impl Server {
             "prefect {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// A REST call, retrying the 503s SQLite gives while the server settles.

@@ -1,0 +1,368 @@
+//! The migration end to end against a real Prefect 3 server: 24 deployments of three
+//! teams, each baked into a per-deployment image, move to a git_clone pull step on their
+//! runtime image. Dry run first (nothing changes), then an apply killed part way, resumed
+//! without writing anything twice, read back over REST and `prefect deployment inspect`;
+//! then a rollback restores every deployment to the byte; then a broken reference and a
+//! deployment changed since the scan are refused and never written.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::git_repo::{GitRepo, REF_VARS};
+use common::prefect3_server::Server;
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+const TEAMS: &[&str] = &["team-d", "team-e", "team-f"];
+const PER_TEAM: usize = 8;
+const IMAGE: &str = "registry.local:5000/team-d/etl:2024-11-01";
+
+fn flow_file(team: &str, n: usize) -> (String, String) {
+    (
+        format!("teams/{team}/flow_{n}.py"),
+        format!(
+            "import pandas as pd\nfrom prefect import flow, task\n\n\n@task\ndef extract():\n    return pd.DataFrame({{\"x\": [{n}]}})\n\n\n@flow(name=\"{team}-flow-{n}\")\ndef flow_{n}():\n    return extract().sum()\n"
+        ),
+    )
+}
+
+fn migrate_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
+    c.args(args).current_dir(repo());
+    for v in REF_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    migrate_cmd(args).output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Every deployment by id, whole, as the server returns it.
+fn all_deployments(server: &Server) -> BTreeMap<String, Value> {
+    server
+        .call(
+            Method::POST,
+            "deployments/filter",
+            Some(json!({"limit": 200})),
+        )
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["id"].as_str().unwrap().to_string(), d.clone()))
+        .collect()
+}
+
+fn journal_ops(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn done_keys(path: &Path) -> Vec<String> {
+    journal_ops(path)
+        .iter()
+        .filter(|e| e["op"] == "done")
+        .map(|e| e["key"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
+    let server = Server::start();
+    server.cli(&["work-pool", "create", "k8s-pool", "--type", "kubernetes"]);
+    let mut files = vec![];
+    for team in TEAMS {
+        for n in 1..=PER_TEAM {
+            let flow = server.call(
+                Method::POST,
+                "flows/",
+                Some(json!({"name": format!("{team}-flow-{n}")})),
+            );
+            let (path, text) = flow_file(team, n);
+            server.call(
+                Method::POST,
+                "deployments/",
+                Some(json!({
+                    "name": format!("{team}-flow-{n}-docker"),
+                    "flow_id": flow["id"],
+                    "work_pool_name": "k8s-pool",
+                    "work_queue_name": if n % 2 == 0 { (*team).to_string() } else { "default".to_string() },
+                    "job_variables": {"image": IMAGE, "namespace": team, "env": {"TEAM": team, "N": n.to_string()}},
+                    "entrypoint": format!("{path}:flow_{n}"),
+                    "path": ".",
+                    "pull_steps": [],
+                    "tags": [team, "etl"],
+                })),
+            );
+            files.push((path, text));
+        }
+    }
+    let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    let git = GitRepo::new(&refs);
+    git.add_origin();
+    let original = all_deployments(&server);
+    assert_eq!(original.len(), TEAMS.len() * PER_TEAM);
+
+    // scan → link (with the flows repository) → plan
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    build_fixtures(&[], &["--oci", p(&oci)], &["team-d-etl-prefect3"]);
+    let imgs = tmp.path().join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let inv = tmp.path().join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--api",
+        &server.api,
+        "--images",
+        p(&imgs),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    let plan = tmp.path().join("plan.json");
+    ok(&["plan", p(&inv), "-o", p(&plan)]);
+    let plan_doc: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
+    let runtime = plan_doc["runtime_images"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let out = tmp.path().join("migration");
+    let base = [
+        "migrate",
+        p(&plan),
+        "--repo-url",
+        "https://git.example.com/platform/flows.git",
+        "--flows-repo",
+        p(git.path()),
+        "--git-token-secret",
+        "flows-git-token",
+        "-o",
+        p(&out),
+    ];
+
+    // dry run: every deployment ready, the diff printed, nothing changed on the server
+    let o = run(&base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("24 flows: 24 ready, 0 refused"), "{err}");
+    assert!(err.contains("from active branch"), "{err}");
+    assert!(
+        err.contains(&format!("job_variables.image: \"{IMAGE}\" → \"{runtime}\"")),
+        "{err}"
+    );
+    assert!(err.contains("dry run: nothing was written"), "{err}");
+    assert_eq!(
+        all_deployments(&server),
+        original,
+        "a dry run writes nothing"
+    );
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["schema"], "unsprawl/migration/v1");
+    assert_eq!(
+        std::fs::read_dir(out.join("prefect3/patches"))
+            .unwrap()
+            .count(),
+        24
+    );
+    let yaml = std::fs::read_to_string(out.join("prefect3/prefect.yaml")).unwrap();
+    assert!(yaml.contains("prefect.deployments.steps.git_clone") && yaml.contains(&runtime));
+    assert!(
+        std::fs::read_to_string(out.join("diff.md"))
+            .unwrap()
+            .contains("✓ flow-file")
+    );
+
+    // apply, killed after a few writes (a real SIGKILL, mid-run)
+    let journal = out.join("journal.jsonl");
+    let mut args = base.to_vec();
+    args.extend(["--apply", "--pause", "300ms"]);
+    let mut child = migrate_cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while done_keys(&journal).len() < 5 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no progress in the journal"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "apply ended before it was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first_run = done_keys(&journal);
+    assert!(first_run.len() < 24, "the kill came before the end");
+    let between = all_deployments(&server);
+
+    // run again: it continues, and what was written before is not written again
+    let mut args = base.to_vec();
+    args.push("--apply");
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let all_done = done_keys(&journal);
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for k in &all_done {
+        *counts.entry(k).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 24, "every deployment written");
+    assert!(
+        counts.values().all(|&c| c == 1),
+        "none written twice: {counts:?}"
+    );
+    let after = all_deployments(&server);
+    for key in &first_run {
+        let id = key.trim_start_matches("prefect3:");
+        assert_eq!(
+            after[id]["updated"], between[id]["updated"],
+            "{key} untouched by the resume"
+        );
+    }
+
+    // read back: every deployment on the runtime image, cloned from git
+    for (id, d) in &after {
+        let before = &original[id];
+        assert_eq!(d["job_variables"]["image"], runtime.as_str());
+        assert_eq!(
+            d["job_variables"]["namespace"], before["job_variables"]["namespace"],
+            "merged, not replaced"
+        );
+        assert_eq!(d["job_variables"]["env"], before["job_variables"]["env"]);
+        assert_eq!(
+            d["work_queue_name"], before["work_queue_name"],
+            "queue kept"
+        );
+        assert_eq!(d["path"], Value::Null);
+        assert_eq!(d["entrypoint"], before["entrypoint"]);
+        let step = &d["pull_steps"][0]["prefect.deployments.steps.git_clone"];
+        assert_eq!(
+            step["repository"],
+            "https://git.example.com/platform/flows.git"
+        );
+        assert_eq!(step["branch"], "main");
+        assert_eq!(
+            step["access_token"],
+            "{{ prefect.blocks.secret.flows-git-token }}"
+        );
+        assert_eq!(d["tags"], before["tags"]);
+    }
+    let inspect = server.cli_output(&[
+        "deployment",
+        "inspect",
+        "team-e-flow-3/team-e-flow-3-docker",
+    ]);
+    assert!(
+        inspect.contains("git_clone") && inspect.contains(&runtime),
+        "{inspect}"
+    );
+
+    // a third run finds nothing to do
+    let o = run(&args);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("0 ready, 0 refused, 24 already migrated"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(all_deployments(&server), after);
+
+    // rollback: a dry run first, then for real; every deployment as it was, to the byte
+    let o = run(&["rollback", p(&journal)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("24 to restore"), "{}", stderr(&o));
+    assert_eq!(
+        all_deployments(&server),
+        after,
+        "a rollback dry run writes nothing"
+    );
+    let o = run(&["rollback", p(&journal), "--apply"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let restored = all_deployments(&server);
+    let strip = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
+        m.iter()
+            .map(|(k, d)| {
+                let mut d = d.clone();
+                for volatile in ["updated", "updated_by"] {
+                    d.as_object_mut().unwrap().remove(volatile);
+                }
+                (k.clone(), d)
+            })
+            .collect()
+    };
+    assert_eq!(
+        serde_json::to_string_pretty(&strip(&restored)).unwrap(),
+        serde_json::to_string_pretty(&strip(&original)).unwrap(),
+        "every deployment restored field for field (only the update time moves)"
+    );
+    let o = run(&["rollback", p(&journal), "--apply"]);
+    assert!(o.status.success());
+    assert!(
+        stderr(&o).contains("0 restored, 24 already as before"),
+        "{}",
+        stderr(&o)
+    );
+
+    // refusals: a reference where one flow file is gone, a deployment changed since the scan
+    git.git(&["checkout", "-q", "-b", "broken"]);
+    git.git(&["rm", "-q", "teams/team-f/flow_8.py"]);
+    git.commit(&[], "drop a flow");
+    let (id, d) = restored
+        .iter()
+        .find(|(_, d)| d["name"] == "team-d-flow-1-docker")
+        .unwrap();
+    let mut jv = d["job_variables"].clone();
+    jv["namespace"] = "moved".into();
+    server.call(
+        Method::PATCH,
+        &format!("deployments/{id}"),
+        Some(json!({"job_variables": jv, "work_pool_name": "k8s-pool", "work_queue_name": d["work_queue_name"]})),
+    );
+    let changed = all_deployments(&server);
+    let o = run(&base);
+    assert_eq!(o.status.code(), Some(1), "refusals exit 1: {}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("22 ready, 2 refused"), "{err}");
+    assert!(
+        err.contains("teams/team-f/flow_8.py does not exist at branch broken"),
+        "{err}"
+    );
+    assert!(err.contains("changed since the scan"), "{err}");
+    let patches: Vec<String> = std::fs::read_dir(out.join("prefect3/patches"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(patches.len(), 22);
+    assert!(
+        !patches
+            .iter()
+            .any(|p| p.starts_with("team-f-flow-8") || p.starts_with("team-d-flow-1-"))
+    );
+    assert_eq!(
+        all_deployments(&server),
+        changed,
+        "a dry run writes nothing"
+    );
+}
