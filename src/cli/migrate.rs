@@ -62,9 +62,10 @@ pub(super) struct MigrateArgs {
     /// Prefect 1: a saved flows response to read instead of a server (dry run only).
     #[arg(long, conflicts_with = "api")]
     export: Option<PathBuf>,
-    /// Environment variable holding the API key (sent as a bearer token, never printed).
-    #[arg(long, default_value = "PREFECT_API_KEY")]
-    api_key_env: String,
+    /// Environment variable holding the API key (sent as a bearer token, never printed)
+    /// [default: PREFECT__CLOUD__API_KEY for Prefect 1, PREFECT_API_KEY for Prefect 3].
+    #[arg(long)]
+    api_key_env: Option<String>,
     /// Prefect 1: the run config type for flows whose run config names no image.
     #[arg(long, default_value = "KubernetesRun")]
     default_run_config: String,
@@ -86,8 +87,9 @@ pub(super) struct RollbackArgs {
     /// The server [default: the one the journal names].
     #[arg(long)]
     api: Option<String>,
-    #[arg(long, default_value = "PREFECT_API_KEY")]
-    api_key_env: String,
+    /// As for `migrate`.
+    #[arg(long)]
+    api_key_env: Option<String>,
     /// Restore for real; without it, print what would be restored.
     #[arg(long)]
     apply: bool,
@@ -96,8 +98,14 @@ pub(super) struct RollbackArgs {
     force: bool,
 }
 
-fn key_from(env: &str) -> Option<String> {
-    std::env::var(env).ok().filter(|k| !k.is_empty())
+/// The API key from `--api-key-env`, or from the target's usual variable.
+fn key_from(env: Option<&str>, target: &str) -> Option<String> {
+    let var = env.unwrap_or(if target == "prefect1" {
+        "PREFECT__CLOUD__API_KEY"
+    } else {
+        "PREFECT_API_KEY"
+    });
+    std::env::var(var).ok().filter(|k| !k.is_empty())
 }
 
 pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
@@ -151,7 +159,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     };
     let ep = |api: String| Endpoint {
         api,
-        key: key_from(&a.api_key_env),
+        key: key_from(a.api_key_env.as_deref(), kind),
     };
     let (registrations, from, endpoint) = match target {
         Target::Prefect1 => {
@@ -215,7 +223,6 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         registrations_from: from,
         default_run_config: a.default_run_config.clone(),
     });
-    let _ = kind;
     write_outputs(&m, &a.output)?;
     print_summary(&m, &a.output);
     if !a.apply {
@@ -383,9 +390,14 @@ pub(super) fn rollback(a: &RollbackArgs) -> Result<ExitCode> {
             .map(str::to_string)
             .with_context(|| format!("{} names no server: pass --api", a.journal.display()))?,
     };
+    let target = entries
+        .iter()
+        .find(|e| e.op == "begin")
+        .and_then(|e| e.data["target"].as_str())
+        .unwrap_or("prefect3");
     let ep = Endpoint {
         api,
-        key: key_from(&a.api_key_env),
+        key: key_from(a.api_key_env.as_deref(), target),
     };
     let out = apply::rollback(&a.journal, &ep, a.apply, a.force, |l| eprintln!("{l}"))
         .map_err(anyhow::Error::msg)?;

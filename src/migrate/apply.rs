@@ -237,12 +237,16 @@ async fn write_flow(
     ep: &Endpoint,
     write: &Value,
 ) -> Result<Value, String> {
-    let data = graphql(client, ep, CREATE, &write["create"]).await?;
-    let new_id = data
-        .pointer("/create_flow_from_compressed_string/id")
-        .and_then(Value::as_str)
-        .ok_or("the server answered create_flow_from_compressed_string without an id")?
-        .to_string();
+    // a resume may have only the override left to clear
+    let new_id = if write["create"].is_null() {
+        Value::Null
+    } else {
+        let data = graphql(client, ep, CREATE, &write["create"]).await?;
+        data.pointer("/create_flow_from_compressed_string/id")
+            .and_then(Value::as_str)
+            .ok_or("the server answered create_flow_from_compressed_string without an id")?
+            .into()
+    };
     if write["clear_group_run_config"] == json!(true) {
         let group = write["flow_group_id"].clone();
         graphql(
@@ -405,6 +409,9 @@ async fn restore_flow(
     restore: &Value,
 ) -> Result<Value, String> {
     let flow = &restore["serialized_flow"];
+    if !flow.is_object() {
+        return Err("the journal holds no earlier version of this flow to register again".into());
+    }
     let input = json!({"input": {
         "serialized_flow": super::prefect1::compress(flow),
         "project_id": restore["project_id"],

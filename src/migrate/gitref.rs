@@ -182,7 +182,7 @@ impl Checkout {
         let tree = self
             .repo
             .find_commit(id)
-            .and_then(|c| c.tree().map_err(Into::into))
+            .and_then(|c| c.tree())
             .map_err(|e| format!("cannot read commit {commit}: {e}"))?;
         let Some(entry) = tree
             .lookup_entry_by_path(path)

@@ -96,16 +96,22 @@ pub fn read(path: &Path) -> Result<Vec<Entry>, String> {
     Ok(out)
 }
 
-/// The latest state per key: the `intent` data and whether a `done` followed it.
+/// Per key, in the order first written: the `intent` data and whether a `done` followed
+/// the latest intent. A key written again (a resume finishing a half-done write) keeps
+/// the first intent's `before` and `restore` (the state before any change) and takes the
+/// latest `after`.
 pub fn states(entries: &[Entry]) -> Vec<(String, Value, Option<Value>)> {
     let mut out: Vec<(String, Value, Option<Value>)> = vec![];
     for e in entries {
         let Some(k) = &e.key else { continue };
         match e.op.as_str() {
-            "intent" => {
-                out.retain(|(x, _, _)| x != k);
-                out.push((k.clone(), e.data.clone(), None));
-            }
+            "intent" => match out.iter_mut().find(|(x, _, _)| x == k) {
+                Some(s) => {
+                    s.1["after"] = e.data.get("after").cloned().unwrap_or(Value::Null);
+                    s.2 = None;
+                }
+                None => out.push((k.clone(), e.data.clone(), None)),
+            },
             "done" => {
                 if let Some(s) = out.iter_mut().rev().find(|(x, _, _)| x == k) {
                     s.2 = Some(e.data.clone());
@@ -131,18 +137,33 @@ mod tests {
         j.append("begin", None, json!({})).unwrap();
         j.append("intent", Some("a"), json!({"n": 1})).unwrap();
         j.append("done", Some("a"), json!({"id": "x"})).unwrap();
-        j.append("intent", Some("b"), json!({"n": 2})).unwrap();
+        j.append(
+            "intent",
+            Some("b"),
+            json!({"n": 2, "before": 0, "after": 1}),
+        )
+        .unwrap();
+        j.append(
+            "intent",
+            Some("b"),
+            json!({"n": 3, "before": 1, "after": 2}),
+        )
+        .unwrap();
         drop(j);
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"{\"op\":\"do").unwrap();
         let e = read(&p).unwrap();
-        assert_eq!(e.len(), 4);
+        assert_eq!(e.len(), 5);
         let s = states(&e);
         assert_eq!(
             s[0],
             ("a".into(), json!({"n": 1}), Some(json!({"id": "x"})))
         );
-        assert_eq!(s[1], ("b".into(), json!({"n": 2}), None));
+        assert_eq!(
+            s[1],
+            ("b".into(), json!({"n": 2, "before": 0, "after": 2}), None),
+            "the first state before, the latest after"
+        );
         std::fs::write(&p, "garbage\n{}\n").unwrap();
         assert!(read(&p).unwrap_err().contains("line 1"));
     }

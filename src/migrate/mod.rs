@@ -325,7 +325,7 @@ fn check_flow_file(
     let defined = if target == "prefect3" {
         let func = entrypoint_function(flow);
         match func {
-            Some(f) if file.flow_functions.iter().any(|x| *x == f) => {
+            Some(f) if file.flow_functions.contains(&f) => {
                 Ok(format!("{path} at {at} defines @flow {f}"))
             }
             Some(f) => Err(format!(
@@ -334,7 +334,7 @@ fn check_flow_file(
             )),
             None => Err("the deployment has no entrypoint function".into()),
         }
-    } else if file.flows.iter().any(|n| *n == flow.name) {
+    } else if file.flows.contains(&flow.name) {
         Ok(format!("{path} at {at} defines flow {:?}", flow.name))
     } else {
         Err(format!(
@@ -508,7 +508,7 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
             })
             .max_by_key(|r| r.get("version").and_then(Value::as_i64));
         match live {
-            Some(r) if is_migrated_prefect1(r, item, inp) => {
+            Some(r) if is_migrated_prefect1(r, item, inp, false) => {
                 item.status = Status::Done;
                 item.notes.push(format!(
                     "version {} of the group already runs from Git on {}",
@@ -516,6 +516,28 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
                     item.runtime_image
                 ));
                 item.id = r.get("id").and_then(Value::as_str).unwrap_or("").into();
+            }
+            // a resume after the new version was registered but before its flow group
+            // override was cleared: only that step is left
+            Some(r) if is_migrated_prefect1(r, item, inp, true) => {
+                let f = |p: &str| prefect1::json_field(r.pointer(p));
+                let (storage, run_config) = (f("/storage"), f("/run_config"));
+                item.id = r.get("id").and_then(Value::as_str).unwrap_or("").into();
+                check(
+                    item,
+                    "registration",
+                    Ok(format!(
+                        "version {} already runs from Git; its flow group override still pins the old image and is cleared",
+                        r.get("version").and_then(Value::as_i64).unwrap_or(0)
+                    )),
+                );
+                item.before = json!({"storage": storage, "run_config": run_config, "flow_group_run_config": f("/flow_group/run_config")});
+                item.after = json!({"storage": storage, "run_config": run_config, "flow_group_run_config": null});
+                item.write = json!({
+                    "create": null,
+                    "flow_group_id": r.pointer("/flow_group/id").cloned().unwrap_or(Value::Null),
+                    "clear_group_run_config": true,
+                });
             }
             _ => check(
                 item,
@@ -527,7 +549,7 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
         }
         return;
     };
-    if is_migrated_prefect1(row, item, inp) {
+    if is_migrated_prefect1(row, item, inp, false) {
         item.status = Status::Done;
         return;
     }
@@ -643,8 +665,9 @@ fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>
     });
 }
 
-/// Already on Git storage at this repository and reference, on the runtime image.
-fn is_migrated_prefect1(row: &Value, item: &Item, inp: &Inputs<'_>) -> bool {
+/// Already on Git storage at this repository and reference, on the runtime image; with
+/// `override_left`, except for a flow group override that still pins the old image.
+fn is_migrated_prefect1(row: &Value, item: &Item, inp: &Inputs<'_>, override_left: bool) -> bool {
     let s = prefect1::json_field(row.get("storage"));
     let rc = prefect1::json_field(row.get("run_config"));
     let field = |k: &str| s.get(k).and_then(Value::as_str);
@@ -656,7 +679,15 @@ fn is_migrated_prefect1(row: &Value, item: &Item, inp: &Inputs<'_>) -> bool {
         && field("repo") == Some(inp.git.repo.as_str())
         && at_ref
         && rc.get("image").and_then(Value::as_str) == Some(item.runtime_image.as_str())
-        && prefect1::json_field(row.pointer("/flow_group/run_config")).is_null()
+        && {
+            let group = prefect1::json_field(row.pointer("/flow_group/run_config"));
+            let image = group.get("image").and_then(Value::as_str);
+            if override_left {
+                !group.is_null() && (image.is_none() || image == item.current_image.as_deref())
+            } else {
+                group.is_null()
+            }
+        }
 }
 
 fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, inp: &Inputs<'_>) {

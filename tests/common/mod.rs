@@ -4,6 +4,8 @@
 
 pub mod git_repo;
 pub mod graphql_stub;
+pub mod prefect1;
+pub mod prefect1_stub;
 pub mod prefect3_server;
 pub mod registry;
 

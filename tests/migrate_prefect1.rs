@@ -1,0 +1,406 @@
+//! The Prefect 1 migration: 24 flows of three projects on Docker storage, with every run
+//! config kind (KubernetesRun, DockerRun, ECSRun, LocalRun, UniversalRun, none with a
+//! legacy environment), a flow group override that pins the old image, and a stored flow
+//! without edges. The documents are validated by real Prefect 1.4.1; the apply path runs
+//! against a GraphQL stub that checks each request and loses the answer to one
+//! registration mid-batch; the resume creates no duplicate version; rollback restores.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::git_repo::{GitRepo, REF_VARS};
+use common::*;
+use serde_json::{Value, json};
+
+const TEAMS: &[&str] = &["team-a", "team-b", "team-c"];
+const KEY: &str = "p1-secret-key";
+const IMAGE: (&str, &str, &str) = ("registry.local:5000/team-c", "report", "v7");
+
+fn run(args: &[&str]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
+    c.args(args)
+        .current_dir(repo())
+        .env("PREFECT__CLOUD__API_KEY", KEY);
+    for v in REF_VARS {
+        c.env_remove(v);
+    }
+    c.output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn run_config(kind: usize, team: &str, image: &str) -> Value {
+    let base: Value = serde_json::from_str(include_str!(
+        "../fixtures/prefect1/flow_docker_k8s.serialized.json"
+    ))
+    .unwrap();
+    let mut k8s = base["run_config"].clone();
+    k8s["labels"] = json!([team]);
+    k8s["image"] = json!(image);
+    match kind {
+        1..=3 => k8s,
+        4 => json!({"type": "DockerRun", "__version__": "1.4.1", "image": image, "env": {"A": "1"},
+                    "labels": [team], "ports": [8080], "host_config": {"mem_limit": "1g"}}),
+        5 => {
+            json!({"type": "ECSRun", "__version__": "1.4.1", "image": image, "env": null, "labels": [team],
+                    "task_definition_path": null, "task_definition": null, "task_definition_arn": null,
+                    "cpu": "1 vcpu", "memory": "2 GB", "task_role_arn": null, "execution_role_arn": null,
+                    "run_task_kwargs": {"cluster": "flows"}})
+        }
+        6 => {
+            json!({"type": "LocalRun", "__version__": "1.4.1", "env": {"B": "2"}, "labels": [team], "working_dir": null})
+        }
+        7 => json!({"type": "UniversalRun", "__version__": "1.4.1", "env": null, "labels": [team]}),
+        _ => Value::Null,
+    }
+}
+
+/// One flow version as the server's flows query returns it.
+fn row(i: usize, team: &str, n: usize) -> Value {
+    let base: Value = serde_json::from_str(include_str!(
+        "../fixtures/prefect1/flow_docker_k8s.serialized.json"
+    ))
+    .unwrap();
+    let name = format!("{team}-flow-{n}");
+    let image = format!("{}/{}:{}", IMAGE.0, IMAGE.1, IMAGE.2);
+    let storage = json!({"type": "Docker", "__version__": "1.4.1", "registry_url": IMAGE.0,
+        "image_name": IMAGE.1, "image_tag": IMAGE.2, "path": null, "stored_as_script": false,
+        "prefect_version": "1.4.1", "secrets": [],
+        "flows": {&name: format!("/opt/prefect/flows/{name}.prefect")}});
+    let rc = run_config(n, team, "registry.local:5000/some/older-image:1");
+    let mut flow = base.clone();
+    flow["name"] = json!(name);
+    flow["storage"] = storage.clone();
+    flow["run_config"] = rc.clone();
+    let edges: Vec<Value> = base["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            json!({"key": e["key"], "mapped": e["mapped"],
+            "upstream_task": {"slug": e["upstream_task"]["slug"]},
+            "downstream_task": {"slug": e["downstream_task"]["slug"]}})
+        })
+        .collect();
+    if n == 3 {
+        // registered with flow.register(): the stored copy has no edges
+        flow.as_object_mut().unwrap().remove("edges");
+    }
+    let environment = if n == 8 {
+        json!({"type": "LocalEnvironment", "labels": [team], "metadata": {"image": image}, "__version__": "0.15.0"})
+    } else {
+        Value::Null
+    };
+    let group_rc = if n == 2 {
+        // the group override pins the old image: folded into the new version, cleared
+        let mut o = run_config(1, team, &image);
+        o["env"] = json!({"FROM_GROUP": "1"});
+        o
+    } else {
+        Value::Null
+    };
+    json!({
+        "id": format!("00000000-0000-4000-9000-{i:012}"),
+        "name": name, "version": 2, "version_group_id": format!("vg-{name}"), "archived": false,
+        "core_version": "1.4.1", "created": "2023-01-01T00:00:00+00:00",
+        "storage": storage, "run_config": rc, "environment": environment,
+        "schedule": null, "is_schedule_active": n.is_multiple_of(2), "parameters": [], "description": null,
+        "project": {"id": format!("p-{team}"), "name": team},
+        "flow_group": {"id": format!("fg-{name}"), "name": format!("vg-{name}"), "labels": [team],
+                       "run_config": group_rc, "schedule": null, "default_parameters": {}, "settings": {}},
+        "serialized_flow": flow,
+        "tasks": [], "edges": edges,
+    })
+}
+
+fn flow_file(team: &str, n: usize) -> (String, String) {
+    (
+        format!("flows/{team}/flow_{n}.py"),
+        format!(
+            "import simplejson\nfrom jinja2 import Template\nfrom prefect import Flow, task\n\n\n@task\ndef render(rows):\n    return Template(\"{{{{ rows|length }}}}\").render(rows=simplejson.loads(rows))\n\n\nwith Flow(\"{team}-flow-{n}\") as flow:\n    render(\"[{n}]\")\n"
+        ),
+    )
+}
+
+fn journal_ops(path: &Path, op: &str) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["op"] == op)
+        .collect()
+}
+
+#[test]
+fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back() {
+    let mut rows = vec![];
+    let mut files = vec![];
+    for team in TEAMS {
+        for n in 1..=8 {
+            rows.push(row(rows.len(), team, n));
+            files.push(flow_file(team, n));
+        }
+    }
+    let originals = rows.clone();
+    let stub = common::prefect1_stub::start(rows, KEY);
+    let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    let git = GitRepo::new(&refs);
+    git.git(&["tag", "flows-2024.11"]);
+    git.add_origin();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    build_fixtures(&[], &["--oci", p(&oci)], &["team-c-report"]);
+    let imgs = tmp.path().join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let inv = tmp.path().join("inventory.json");
+    let o = run(&[
+        "scan",
+        "prefect1",
+        "--api",
+        &stub.url,
+        "--images",
+        p(&imgs),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan = tmp.path().join("plan.json");
+    ok(&["plan", p(&inv), "-o", p(&plan)]);
+
+    let out = tmp.path().join("migration");
+    let base = [
+        "migrate",
+        p(&plan),
+        "--repo-host",
+        "git.example.com",
+        "--repo",
+        "platform/flows",
+        "--flows-repo",
+        p(git.path()),
+        "--ref-from",
+        "tag=flows-2024.11",
+        "--git-token-secret",
+        "GIT_TOKEN",
+        "-o",
+        p(&out),
+    ];
+    let o = run(&base);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("24 flows: 24 ready, 0 refused"), "{err}");
+    assert!(err.contains("storage.type: \"Docker\" → \"Git\""), "{err}");
+    assert!(err.contains("+ storage.tag: \"flows-2024.11\""), "{err}");
+    assert!(
+        stub.state.lock().unwrap().registered.is_empty(),
+        "a dry run registers nothing"
+    );
+
+    // what was written, loaded by Prefect 1.4.1 itself (strict: no key it would drop)
+    let flows_json = out.join("prefect1/flows.json");
+    assert!(common::prefect1::validate(&flows_json).contains("24 flow(s)"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&flows_json).unwrap()).unwrap();
+    let by_name = |n: &str| {
+        doc["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == n)
+            .unwrap()
+            .clone()
+    };
+    for team in TEAMS {
+        for n in 1..=8 {
+            let f = by_name(&format!("{team}-flow-{n}"));
+            let s = &f["storage"];
+            assert_eq!(s["type"], "Git");
+            assert_eq!(s["flow_path"], format!("flows/{team}/flow_{n}.py"));
+            assert_eq!(
+                (s["repo"].as_str(), s["repo_host"].as_str()),
+                (Some("platform/flows"), Some("git.example.com"))
+            );
+            assert_eq!(
+                (s["tag"].as_str(), &s["branch_name"], &s["commit"]),
+                (Some("flows-2024.11"), &Value::Null, &Value::Null)
+            );
+            assert_eq!(s["git_token_secret_name"], "GIT_TOKEN");
+            assert!(
+                f["run_config"]["image"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("registry.example.com/")
+            );
+            assert_eq!(
+                f["edges"].as_array().unwrap().len(),
+                2,
+                "{team}-flow-{n}: edges kept or rebuilt"
+            );
+            assert_eq!(f["tasks"].as_array().unwrap().len(), 3);
+            assert!(f.get("environment").is_none());
+        }
+    }
+    let rc = |n: usize| by_name(&format!("team-b-flow-{n}"))["run_config"].clone();
+    assert_eq!(
+        rc(1)["service_account_name"],
+        "prefect-flows",
+        "other fields kept"
+    );
+    assert_eq!(
+        rc(2)["env"],
+        json!({"FROM_GROUP": "1"}),
+        "the group override folded in"
+    );
+    assert_eq!(rc(4)["type"], "DockerRun");
+    assert_eq!(rc(4)["ports"], json!([8080]));
+    assert_eq!(rc(5)["run_task_kwargs"], json!({"cluster": "flows"}));
+    assert_eq!(
+        (rc(6)["type"].as_str(), &rc(6)["env"]),
+        (Some("KubernetesRun"), &json!({"B": "2"}))
+    );
+    assert_eq!(
+        rc(8)["type"],
+        "KubernetesRun",
+        "a legacy environment gets a run config"
+    );
+    // the GraphQL variables: gzip+base64 of the same flow, the group kept
+    let vars_dir = out.join("prefect1/graphql");
+    let one = std::fs::read_dir(&vars_dir)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let vars: Value = serde_json::from_str(&std::fs::read_to_string(one).unwrap()).unwrap();
+    assert!(
+        vars["input"]["version_group_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("vg-")
+    );
+    assert_eq!(vars["input"]["idempotency_key"].as_str().unwrap().len(), 64);
+
+    // apply; the 10th registration is stored but its answer lost
+    stub.state.lock().unwrap().fail_create_at = Some(10);
+    let journal = out.join("journal.jsonl");
+    let mut apply = base.to_vec();
+    apply.push("--apply");
+    let o = run(&apply);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("run the same command again to continue"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(journal_ops(&journal, "done").len(), 9);
+    assert_eq!(journal_ops(&journal, "failed").len(), 1);
+    let o = run(&apply);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // the 10th flow's version was stored: only its group override is left to clear
+    assert!(
+        stderr(&o).contains("15 written, 9 already migrated"),
+        "{}",
+        stderr(&o)
+    );
+    let diff = std::fs::read_to_string(out.join("diff.md")).unwrap();
+    assert!(diff.contains("override still pins the old image"), "{diff}");
+    let st = stub.state.lock().unwrap();
+    assert!(st.bad_requests.is_empty(), "{:?}", st.bad_requests);
+    assert_eq!(
+        st.registered.len(),
+        24,
+        "one new version per flow, none twice"
+    );
+    drop(st);
+    for r in &originals {
+        let g = r["version_group_id"].as_str().unwrap();
+        let versions = stub.versions(g);
+        assert_eq!(versions.len(), 2, "{g}: the old version and one new one");
+        let live = stub.live(g);
+        assert_eq!(live["version"], 3);
+        assert_eq!(live["storage"]["type"], "Git");
+        assert_eq!(
+            live["flow_group"]["run_config"],
+            Value::Null,
+            "{g}: no override left"
+        );
+    }
+    // what the server stored is what Prefect 1.4.1 loads
+    let stored = tmp.path().join("stored.json");
+    let registered = stub.state.lock().unwrap().registered.clone();
+    std::fs::write(
+        &stored,
+        json!({"version": 1, "flows": registered}).to_string(),
+    )
+    .unwrap();
+    common::prefect1::validate(&stored);
+
+    // rollback: every flow back on its old storage, run config and group override
+    let o = run(&["rollback", p(&journal), "--apply"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("24 restored"), "{}", stderr(&o));
+    for r in &originals {
+        let g = r["version_group_id"].as_str().unwrap();
+        let live = stub.live(g);
+        assert_eq!(live["version"], 4);
+        for k in ["storage", "run_config"] {
+            assert_eq!(live[k].to_string(), r[k].to_string(), "{g}: {k} restored");
+        }
+        assert_eq!(
+            live["flow_group"]["run_config"].to_string(),
+            r["flow_group"]["run_config"].to_string()
+        );
+        assert_eq!(
+            live["serialized_flow"]["tasks"],
+            r["serialized_flow"]["tasks"]
+        );
+        assert_eq!(live["edges"], r["edges"], "{g}: dependencies kept");
+    }
+    assert!(stub.state.lock().unwrap().bad_requests.is_empty());
+
+    // a group override with another image is refused: it would win over the runtime image
+    {
+        let mut st = stub.state.lock().unwrap();
+        st.group_run_config.insert(
+            "vg-team-a-flow-1".into(),
+            run_config(1, "team-a", "registry.local:5000/elsewhere:1"),
+        );
+    }
+    // the old inventory names versions the rollback replaced: refused, scan again
+    let o = run(&base);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("24 refused"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not live any more"), "{}", stderr(&o));
+    let o = run(&[
+        "scan",
+        "prefect1",
+        "--api",
+        &stub.url,
+        "--images",
+        p(&imgs),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    ok(&["plan", p(&inv), "-o", p(&plan)]);
+    let o = run(&base);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("23 ready, 1 refused"), "{err}");
+    assert!(
+        err.contains("override sets image \"registry.local:5000/elsewhere:1\""),
+        "{err}"
+    );
+    assert!(
+        !std::fs::read_to_string(out.join("prefect1/flows.json"))
+            .unwrap()
+            .contains("\"team-a-flow-1\"")
+    );
+}
