@@ -909,7 +909,11 @@ fn demo(out: &Path) -> Result<ExitCode> {
         kind: "prefect1-export".into(),
         location: export.into(),
     });
-    crate::flows::link(&mut inv, parsed.flows, &[], None);
+    // the repository those flows' code lives in, as a git checkout
+    let repo_dir = out.join("flows-repo");
+    let branch = fixture::flows_repo::write_flows_repo(&repo_dir)?;
+    let files = crate::flows::source::read_repo(&repo_dir).map_err(anyhow::Error::msg)?;
+    crate::flows::link(&mut inv, parsed.flows, &[], Some(&files));
     write_json(&inv_path, &inv)?;
     print_flow_summary(&inv, &inv_path);
 
@@ -919,6 +923,40 @@ fn demo(out: &Path) -> Result<ExitCode> {
     let plan_path = out.join("plan.json");
     plan::write_plan(&solved, &plan_path)?;
     plan::print_plan_summary(&solved.plan, &plan_path);
+
+    // the migration to Git storage, as a dry run (the flows that import the repository's
+    // own mylib are refused: Git storage runs a flow file alone)
+    let rows = serde_json::from_str::<serde_json::Value>(fixture::BUNDLED_PREFECT1_EXPORT)?
+        .pointer("/data/flow")
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let checkout = crate::migrate::gitref::Checkout::open(&repo_dir).map_err(anyhow::Error::msg)?;
+    let git_ref = crate::migrate::gitref::decide(
+        &crate::migrate::gitref::RefFrom::Branch(branch),
+        &|_| None,
+        &checkout,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let git = crate::migrate::GitTarget::new(
+        Some("https://git.example.com/platform/flows.git"),
+        None,
+        None,
+        git_ref,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let m = crate::migrate::prepare(crate::migrate::Inputs {
+        inventory: &inv,
+        plan: &solved.plan,
+        git,
+        checkout: &checkout,
+        registrations: crate::migrate::Registrations::Prefect1(rows),
+        registrations_from: export.into(),
+        default_run_config: "KubernetesRun".into(),
+    });
+    let migration_dir = out.join("migration");
+    migrate::write_outputs(&m, &migration_dir)?;
+    migrate::print_summary(&m, &migration_dir);
 
     // and the audit report of it all (no timestamps: the same input, the same files;
     // reports/example is a copy, checked for drift by the tests)

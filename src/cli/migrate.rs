@@ -279,7 +279,7 @@ fn slug(it: &migrate::Item) -> String {
     format!("{base}-{id}")
 }
 
-fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
+pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     super::write_json(&dir.join("migration.json"), m)?;
     std::fs::write(dir.join("diff.md"), migrate::diff::markdown(m))
@@ -336,7 +336,7 @@ fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn print_summary(m: &Migration, dir: &Path) {
+pub(super) fn print_summary(m: &Migration, dir: &Path) {
     let mut e = std::io::stderr().lock();
     let r = &m.git.git_ref;
     let _ = writeln!(
@@ -370,6 +370,9 @@ fn print_summary(m: &Migration, dir: &Path) {
         let _ = writeln!(e, "  {status:<8} {title} → {}", it.runtime_image);
         for c in it.checks.iter().filter(|c| !c.ok) {
             let _ = writeln!(e, "           ✗ {}: {}", c.check, c.detail);
+        }
+        for n in &it.notes {
+            let _ = writeln!(e, "           note: {n}");
         }
         if it.status == Status::Ready {
             for l in migrate::diff::fields(&it.before, &it.after) {
