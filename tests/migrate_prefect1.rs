@@ -118,6 +118,15 @@ fn row(i: usize, team: &str, n: usize) -> Value {
 }
 
 fn flow_file(team: &str, n: usize) -> (String, String) {
+    if (team, n) == ("team-c", 1) {
+        // one team still sets Docker storage in the flow file: it gets a source patch
+        return (
+            format!("flows/{team}/flow_{n}.py"),
+            format!(
+                "import simplejson\nfrom prefect import Flow, task\nfrom prefect.storage import Docker\nfrom prefect.run_configs import KubernetesRun\n\n\n@task\ndef parse(rows):\n    return simplejson.loads(rows)\n\n\nwith Flow(\n    \"{team}-flow-{n}\",\n    storage=Docker(registry_url=\"registry.local:5000/team-c\", image_name=\"report\"),\n    run_config=KubernetesRun(labels=[\"{team}\"]),\n) as flow:\n    parse(\"[1]\")\n"
+            ),
+        );
+    }
     (
         format!("flows/{team}/flow_{n}.py"),
         format!(
@@ -284,6 +293,24 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
             .starts_with("vg-")
     );
     assert_eq!(vars["input"]["idempotency_key"].as_str().unwrap().len(), 64);
+
+    // the one flow file that sets Docker storage itself gets a patch that git applies
+    let patches: Vec<_> = std::fs::read_dir(out.join("prefect1/source-patches"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(patches.len(), 1, "{patches:?}");
+    let patch = std::fs::read_to_string(&patches[0]).unwrap();
+    assert!(patch.contains("+    storage=Git(repo=\"platform/flows\", flow_path=\"flows/team-c/flow_1.py\", repo_host=\"git.example.com\", tag=\"flows-2024.11\", git_token_secret_name=\"GIT_TOKEN\"),"), "{patch}");
+    assert!(
+        patch.contains("+    run_config=KubernetesRun(image=\"registry.example.com/"),
+        "{patch}"
+    );
+    assert!(
+        patch.contains("+from prefect.storage import Git"),
+        "{patch}"
+    );
+    git.git(&["apply", "--check", p(&patches[0])]);
 
     // apply; the 10th registration is stored but its answer lost
     stub.state.lock().unwrap().fail_create_at = Some(10);

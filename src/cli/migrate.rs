@@ -308,6 +308,14 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
                 &it.write["create"],
             )?;
             flows.push(flow.clone());
+            if let Some(patch) = &it.source_patch {
+                let p = sub
+                    .join("source-patches")
+                    .join(format!("{}.patch", slug(it)));
+                std::fs::create_dir_all(p.parent().expect("a folder"))?;
+                std::fs::write(&p, patch)
+                    .with_context(|| format!("cannot write {}", p.display()))?;
+            }
         }
         super::write_json(
             &sub.join("flows.json"),

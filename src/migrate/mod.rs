@@ -13,6 +13,7 @@ pub mod gitref;
 pub mod journal;
 pub mod prefect1;
 pub mod prefect3;
+pub mod source_patch;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -147,6 +148,10 @@ pub struct Item {
     /// Prefect 1: the stored flow (edges rebuilt) and group run config a rollback
     /// registers again. Prefect 3: `before` is enough.
     pub restore: Value,
+    /// Prefect 1: a unified diff of the flow file replacing `Docker(...)` with `Git(...)`
+    /// and pointing its run config at the runtime image (for teams that register from CI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_patch: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -233,9 +238,10 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
             after: Value::Null,
             write: Value::Null,
             restore: Value::Null,
+            source_patch: None,
         };
         let file = check_flow_file(&mut item, flow, &inp, target);
-        if let Some(file) = &file {
+        if let Some((file, _)) = &file {
             check_modules(&mut item, flow, file, &modules, &inp, target);
         }
         match &inp.registrations {
@@ -246,6 +252,19 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         }
         if item.status != Status::Done && item.checks.iter().any(|c| !c.ok) {
             item.status = Status::Refused;
+        }
+        if let (Status::Ready, "prefect1", Some((_, text)), Some(path)) =
+            (item.status, target, &file, item.flow_path.clone())
+            && !item.write["create"].is_null()
+        {
+            match source_patch::rewrite(&path, text, &inp.git, &path, &item.after["run_config"]) {
+                Ok(Some((new, notes))) => {
+                    item.source_patch = Some(source_patch::unified(&path, text, &new));
+                    item.notes.extend(notes);
+                }
+                Ok(None) => {}
+                Err(e) => item.notes.push(format!("no source patch: {e}")),
+            }
         }
         items.push(item);
     }
@@ -287,7 +306,7 @@ fn check_flow_file(
     flow: &Flow,
     inp: &Inputs<'_>,
     target: &str,
-) -> Option<crate::flows::source::PyFile> {
+) -> Option<(crate::flows::source::PyFile, String)> {
     let r = &inp.git.git_ref;
     let at = format!("{} {} ({:.12})", kind_word(r), r.name, r.commit);
     let Some(src) = &flow.source else {
@@ -317,7 +336,8 @@ fn check_flow_file(
             return None;
         }
     };
-    let file = analyse(path.clone(), &String::from_utf8_lossy(&bytes));
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let file = analyse(path.clone(), &text);
     if let Some(e) = &file.error {
         check(item, "flow-file", Err(format!("{path} at {at}: {e}")));
         return None;
@@ -344,7 +364,7 @@ fn check_flow_file(
         ))
     };
     check(item, "flow-file", defined);
-    Some(file)
+    Some((file, text))
 }
 
 fn list(v: &[String]) -> String {
