@@ -63,9 +63,15 @@ pub enum Head {
     Unborn,
 }
 
+/// Path (from the repository root) → object, and whether it is a file.
+type PathMap = std::collections::HashMap<String, (gix::ObjectId, bool)>;
+
 /// A git checkout holding the flows (`--flows-repo`, or a folder inside one).
 pub struct Checkout {
     repo: gix::Repository,
+    /// Every path of each commit read so far, with its object and whether it is a blob
+    /// (all flow files are read at one commit: its trees are decoded once, not per file).
+    paths: std::cell::RefCell<std::collections::HashMap<gix::ObjectId, std::rc::Rc<PathMap>>>,
     /// The folder given, relative to the repository root (`""` at the root).
     prefix: String,
     pub root: PathBuf,
@@ -93,7 +99,12 @@ impl Checkout {
             .strip_prefix(abs(&root))
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        Ok(Checkout { repo, prefix, root })
+        Ok(Checkout {
+            repo,
+            paths: Default::default(),
+            prefix,
+            root,
+        })
     }
 
     /// A path relative to `--flows-repo` as a path relative to the repository root.
@@ -161,42 +172,59 @@ impl Checkout {
         out
     }
 
+    /// Every path of `commit` (decoded once per commit).
+    fn paths(&self, commit: &str) -> Result<std::rc::Rc<PathMap>, String> {
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| format!("bad commit id {commit}: {e}"))?;
+        if let Some(m) = self.paths.borrow().get(&id) {
+            return Ok(m.clone());
+        }
+        let root = self
+            .repo
+            .find_commit(id)
+            .and_then(|c| c.tree_id())
+            .map_err(|e| format!("cannot read commit {commit}: {e}"))?
+            .detach();
+        let mut map = PathMap::new();
+        let mut stack = vec![(String::new(), root)];
+        while let Some((prefix, tree_id)) = stack.pop() {
+            let tree = self
+                .repo
+                .find_tree(tree_id)
+                .map_err(|e| format!("cannot read a tree of commit {commit}: {e}"))?;
+            let decoded = tree
+                .decode()
+                .map_err(|e| format!("cannot decode a tree of commit {commit}: {e}"))?;
+            for e in &decoded.entries {
+                let path = format!("{prefix}{}", e.filename);
+                let oid = e.oid.to_owned();
+                if e.mode.is_tree() {
+                    stack.push((format!("{path}/"), oid));
+                }
+                map.insert(path, (oid, e.mode.is_blob()));
+            }
+        }
+        let map = std::rc::Rc::new(map);
+        self.paths.borrow_mut().insert(id, map.clone());
+        Ok(map)
+    }
+
     /// Whether `path` (a file or a folder) exists at `commit`.
     pub fn exists_at(&self, commit: &str, path: &str) -> bool {
-        let Ok(id) = gix::ObjectId::from_hex(commit.as_bytes()) else {
-            return false;
-        };
-        self.repo
-            .find_commit(id)
-            .ok()
-            .and_then(|c| c.tree().ok())
-            .and_then(|t| t.lookup_entry_by_path(path).ok().flatten())
-            .is_some()
+        self.paths(commit).is_ok_and(|m| m.contains_key(path))
     }
 
     /// The bytes of `path` (relative to the repository root) at `commit`; `None` when the
     /// commit has no such file.
     pub fn read_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
-        let id = gix::ObjectId::from_hex(commit.as_bytes())
-            .map_err(|e| format!("bad commit id {commit}: {e}"))?;
-        let tree = self
-            .repo
-            .find_commit(id)
-            .and_then(|c| c.tree())
-            .map_err(|e| format!("cannot read commit {commit}: {e}"))?;
-        let Some(entry) = tree
-            .lookup_entry_by_path(path)
-            .map_err(|e| format!("cannot look up {path} at {commit}: {e}"))?
-        else {
+        let Some(&(id, true)) = self.paths(commit)?.get(path) else {
             return Ok(None);
         };
-        if !entry.mode().is_blob() {
-            return Ok(None);
-        }
-        let obj = entry
-            .object()
+        let obj = self
+            .repo
+            .find_object(id)
             .map_err(|e| format!("cannot read {path} at {commit}: {e}"))?;
-        Ok(Some(obj.data.clone()))
+        Ok(Some(obj.detach().data))
     }
 }
 

@@ -198,6 +198,10 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         .map(|f| (f.key.as_str(), f))
         .collect();
     let modules = ModuleIndex::new(inp.inventory, inp.plan);
+    let rows = match &inp.registrations {
+        Registrations::Prefect1(rows) => Some(RowIndex::new(rows)),
+        Registrations::Prefect3(_) => None,
+    };
     let mut items = vec![];
     let mut skipped: Vec<Skipped> = inp
         .plan
@@ -245,9 +249,13 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
             check_modules(&mut item, flow, file, &modules, &inp, target);
         }
         match &inp.registrations {
-            Registrations::Prefect1(rows) => {
-                build_prefect1(&mut item, flow, rows, &inp, file.is_some())
-            }
+            Registrations::Prefect1(_) => build_prefect1(
+                &mut item,
+                flow,
+                rows.as_ref().expect("built for Prefect 1"),
+                &inp,
+                file.is_some(),
+            ),
             Registrations::Prefect3(deps) => build_prefect3(&mut item, flow, deps, &inp),
         }
         if item.status != Status::Done && item.checks.iter().any(|c| !c.ok) {
@@ -513,20 +521,51 @@ fn check_modules(
     );
 }
 
-fn build_prefect1(item: &mut Item, flow: &Flow, rows: &[Value], inp: &Inputs<'_>, file_ok: bool) {
+/// Prefect 1 rows by flow version id, and each version group's newest live version.
+struct RowIndex<'a> {
+    by_id: HashMap<&'a str, &'a Value>,
+    live_by_group: HashMap<&'a str, &'a Value>,
+}
+
+impl<'a> RowIndex<'a> {
+    fn new(rows: &'a [Value]) -> RowIndex<'a> {
+        let mut by_id = HashMap::new();
+        let mut live_by_group: HashMap<&str, &Value> = HashMap::new();
+        let version = |r: &Value| r.get("version").and_then(Value::as_i64);
+        for r in rows {
+            if let Some(id) = r.get("id").and_then(Value::as_str) {
+                by_id.insert(id, r);
+            }
+            if let Some(g) = r.get("version_group_id").and_then(Value::as_str) {
+                let newer = live_by_group
+                    .get(g)
+                    .is_none_or(|old| version(r) > version(old));
+                if newer {
+                    live_by_group.insert(g, r);
+                }
+            }
+        }
+        RowIndex {
+            by_id,
+            live_by_group,
+        }
+    }
+}
+
+fn build_prefect1(
+    item: &mut Item,
+    flow: &Flow,
+    rows: &RowIndex<'_>,
+    inp: &Inputs<'_>,
+    file_ok: bool,
+) {
     let id = flow.flow_id.as_deref().unwrap_or("");
-    let row = rows
-        .iter()
-        .find(|r| r.get("id").and_then(Value::as_str) == Some(id));
-    let Some(row) = row else {
+    let Some(&row) = rows.by_id.get(id) else {
         // after an apply, the live version of the group is a new one
-        let group = flow.version_group_id.as_deref();
-        let live = rows
-            .iter()
-            .filter(|r| {
-                r.get("version_group_id").and_then(Value::as_str) == group && group.is_some()
-            })
-            .max_by_key(|r| r.get("version").and_then(Value::as_i64));
+        let live = flow
+            .version_group_id
+            .as_deref()
+            .and_then(|g| rows.live_by_group.get(g).copied());
         match live {
             Some(r) if is_migrated_prefect1(r, item, inp, false) => {
                 item.status = Status::Done;

@@ -133,6 +133,9 @@ pub fn rewrite(
     flow_path: &str,
     run_config: &Value,
 ) -> Result<Option<(String, Vec<String>)>, String> {
+    if !text.contains("Docker") {
+        return Ok(None);
+    }
     let suite = ast::Suite::parse(text, path).map_err(|e| format!("{path}: {e}"))?;
     let mut found = Found {
         text_len: text.len(),
