@@ -288,3 +288,95 @@ fn unusable_arguments_exit_2_with_a_message() {
     let o = unsprawl(&["scan"]);
     assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2 too");
 }
+
+/// `migrate` names what is wrong and writes nothing: a file that is no plan, a flows
+/// repository that is no git checkout, a repository URL carrying a password, an apply
+/// with nothing to write to, a detached HEAD with nothing naming a reference.
+#[test]
+fn migrate_refuses_bad_input_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    ok(&["demo", "-o", p(&demo)]);
+    let (plan, repo) = (demo.join("plan.json"), demo.join("flows-repo"));
+    let out = tmp.path().join("m");
+    let migrate = |extra: &[&str]| {
+        let mut args = vec!["migrate", p(&plan), "--flows-repo", p(&repo), "-o", p(&out)];
+        args.extend(extra);
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"));
+        c.args(&args).current_dir(common::repo());
+        for v in common::git_repo::REF_VARS {
+            c.env_remove(v);
+        }
+        let o = c.output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let url = ["--repo-url", "https://git.example.com/platform/flows.git"];
+    let export = ["--export", "fixtures/prefect1/export.graphql.json"];
+
+    let inventory = demo.join("inventory.json");
+    let mut args = vec!["migrate", p(&inventory), "--flows-repo", p(&repo)];
+    args.extend(url);
+    let o = unsprawl(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("inventory.json") && err.contains("unsprawl/plan/v1"),
+        "{err}"
+    );
+
+    let (code, err) = migrate(&["--repo-url", "https://bot:hunter2@git.example.com/p/f.git"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("must not carry credentials") && !err.contains("hunter2"),
+        "{err}"
+    );
+
+    let (code, err) = migrate(&["--repo-host", "https://git.example.com", "--repo", "p/f"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("bare host"), "{err}");
+
+    let mut args = url.to_vec();
+    args.extend(export);
+    args.push("--apply");
+    let (code, err) = migrate(&args);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--apply needs a server"), "{err}");
+    assert!(!out.exists(), "nothing written when refused");
+
+    let (code, err) = migrate(&[&url[..], &export[..], &["--ref-from", "tag=nope"]].concat());
+    assert_eq!(code, Some(2));
+    assert!(err.contains("\"nope\""), "{err}");
+
+    let not_git = tmp.path().join("plain");
+    std::fs::create_dir_all(&not_git).unwrap();
+    let mut args = vec!["migrate", p(&plan), "--flows-repo", p(&not_git)];
+    args.extend(url);
+    let o = unsprawl(&args);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not in a git repository"));
+
+    assert!(!out.exists(), "nothing written when refused");
+
+    // the demo's repository has one commit; detach HEAD on it: no tag, no variable
+    let head = std::fs::read_to_string(repo.join(".git/HEAD")).unwrap();
+    let branch = head.trim().trim_start_matches("ref: ");
+    let id = std::fs::read_to_string(repo.join(".git").join(branch)).unwrap();
+    std::fs::write(repo.join(".git/HEAD"), id).unwrap();
+    let (code, err) = migrate(&[&url[..], &export[..]].concat());
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("detached") && err.contains("--ref-from"),
+        "{err}"
+    );
+    assert!(
+        !out.join("migration.json").exists(),
+        "nothing written on refusal"
+    );
+    // and with the reference named, the dry run goes through (exit 1: three refused)
+    let (code, err) = migrate(&[&url[..], &export[..], &["--ref-from", "branch=main"]].concat());
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("1 ready, 3 refused"), "{err}");
+}

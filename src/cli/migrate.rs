@@ -214,6 +214,9 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
             (Registrations::Prefect3(deps), api, Some(e))
         }
     };
+    if a.apply && endpoint.is_none() {
+        bail!("--apply needs a server: pass --api URL (an --export file can only be read)");
+    }
     let m = migrate::prepare(Inputs {
         inventory: &inv,
         plan: &plan,
@@ -231,9 +234,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         );
         return Ok(exit_for(&m));
     }
-    let Some(endpoint) = endpoint else {
-        bail!("--apply needs a server: pass --api URL");
-    };
+    let endpoint = endpoint.expect("checked before preparing");
     let journal = a.output.join("journal.jsonl");
     let out = apply::apply(&m, &endpoint, &journal, a.pause).map_err(anyhow::Error::msg)?;
     eprintln!(
