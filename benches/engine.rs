@@ -12,19 +12,17 @@
 //! out. Run with `cargo bench --bench engine`; it loads the benchmark corpus
 //! (`fixtures/bench`, 92 MB stored) into the engine first.
 
+mod common;
+use common::median;
+
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use unsprawl::fixture::local_dockerd::Dockerd;
 use unsprawl::fixture::{self, ArchiveShape, Corpus, DirFiles};
 
 const ROUNDS: usize = 3;
-
-fn median(mut d: Vec<Duration>) -> Duration {
-    d.sort();
-    d[d.len() / 2]
-}
 
 fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -7,7 +7,8 @@
 //! Prints the ratio prepare / read and the time per flow. Run with
 //! `cargo bench --bench migrate` (about 10 s).
 
-use std::time::{Duration, Instant};
+mod common;
+use common::time;
 
 use serde_json::{Value, json};
 use unsprawl::inventory::FlowSourceFile;
@@ -17,23 +18,6 @@ use unsprawl::plan::{self, Options, synthetic};
 use unsprawl::rules::Rules;
 
 const ROUNDS: usize = 5;
-
-fn median(mut d: Vec<Duration>) -> Duration {
-    d.sort();
-    d[d.len() / 2]
-}
-
-fn time<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = vec![];
-    let mut last = None;
-    for _ in 0..ROUNDS {
-        let t = Instant::now();
-        let out = f();
-        times.push(t.elapsed());
-        last = Some(out);
-    }
-    (median(times), last.expect("ROUNDS > 0"))
-}
 
 fn main() {
     let n: usize = std::env::var("UNSPRAWL_BENCH_FLOWS")
@@ -116,11 +100,11 @@ fn main() {
     let dir = tmp.path().join("flows");
     let branch = unsprawl::fixture::flows_repo::commit_files(&dir, &files).unwrap();
 
-    let (read, parsed) = time(|| unsprawl::flows::source::read_repo(&dir).unwrap());
+    let (read, parsed) = time(ROUNDS, || unsprawl::flows::source::read_repo(&dir).unwrap());
     assert_eq!(parsed.len(), n);
     // the registrations are owned by the migration: their copies are made before timing
     let mut copies: Vec<Vec<Value>> = (0..ROUNDS).map(|_| rows.clone()).collect();
-    let (migrate, m) = time(|| {
+    let (migrate, m) = time(ROUNDS, || {
         let checkout = Checkout::open(&dir).unwrap();
         let git_ref = decide(&RefFrom::Branch(branch.clone()), &|_| None, &checkout).unwrap();
         let git = GitTarget::new(

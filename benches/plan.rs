@@ -8,30 +8,14 @@
 //!
 //! Run with `cargo bench --bench plan` (about 20 s).
 
-use std::time::{Duration, Instant};
+mod common;
+use common::time;
 
 use unsprawl::inventory::Inventory;
 use unsprawl::plan::{self, Objective, Options, synthetic};
 use unsprawl::rules::Rules;
 
 const ROUNDS: usize = 3;
-
-fn median(mut d: Vec<Duration>) -> Duration {
-    d.sort();
-    d[d.len() / 2]
-}
-
-fn time<T>(mut f: impl FnMut() -> T) -> (Duration, T) {
-    let mut times = vec![];
-    let mut last = None;
-    for _ in 0..ROUNDS {
-        let t = Instant::now();
-        let out = f();
-        times.push(t.elapsed());
-        last = Some(out);
-    }
-    (median(times), last.expect("ROUNDS > 0"))
-}
 
 fn main() {
     let flows: usize = std::env::var("UNSPRAWL_BENCH_FLOWS")
@@ -45,7 +29,9 @@ fn main() {
         inv.images.len(),
         json.len() as f64 / 1e6
     );
-    let (read, _) = time(|| serde_json::from_str::<Inventory>(&json).expect("parses"));
+    let (read, _) = time(ROUNDS, || {
+        serde_json::from_str::<Inventory>(&json).expect("parses")
+    });
 
     let mut strict = Rules::default_rules();
     strict
@@ -55,7 +41,9 @@ fn main() {
         ("default (minor)", Rules::default_rules()),
         ("strict (patch)", strict),
     ] {
-        let (t, solved) = time(|| plan::solve(&inv, &rules, &Options::default()).expect("plans"));
+        let (t, solved) = time(ROUNDS, || {
+            plan::solve(&inv, &rules, &Options::default()).expect("plans")
+        });
         let s = &solved.plan.summary;
         println!(
             "  {label:<16} plan/read {:>5.2}x  ({:.2} s; target ≤ 2 s)  {} distinct requirements, {} conflicts → {} runtime images, lower bound {} (gap {}), {}",
@@ -83,7 +71,7 @@ fn main() {
             });
         println!("  {:<16} components by method: {methods:?}", "");
         if label.starts_with("default") {
-            let (tb, bytes) = time(|| {
+            let (tb, bytes) = time(ROUNDS, || {
                 let opts = Options {
                     objective: Objective::Bytes {
                         image_weight: 500_000_000,

@@ -14,9 +14,12 @@
 //! images sharing two base layers) is built from `fixtures/bench/*.toml` on first use
 //! into `target/bench-corpus/`.
 
+mod common;
+use common::median;
+
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rayon::prelude::*;
 use unsprawl::fixture::{self, Corpus, DirFiles};
@@ -88,11 +91,6 @@ fn floor(blobs: &[(PathBuf, u64)]) -> u64 {
             n
         })
         .sum()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() -> anyhow::Result<()> {

@@ -258,19 +258,17 @@ fn exit_for(m: &Migration) -> ExitCode {
 
 /// A file name for a flow: its name and a short id.
 fn slug(it: &migrate::Item) -> String {
-    let base: String = match &it.deployment {
-        Some(d) => format!("{}-{d}", it.name),
-        None => it.name.clone(),
-    }
-    .chars()
-    .map(|c| {
-        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-            c
-        } else {
-            '-'
-        }
-    })
-    .collect();
+    let base: String = it
+        .title()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
     let id: String = it
         .id
         .chars()
@@ -367,16 +365,12 @@ pub(super) fn print_summary(m: &Migration, dir: &Path) {
         dir.display()
     );
     for it in &m.items {
-        let title = match &it.deployment {
-            Some(d) => format!("{}/{d}", it.name),
-            None => it.name.clone(),
-        };
         let status = match it.status {
             Status::Ready => "ready",
             Status::Refused => "refused",
             Status::Done => "done",
         };
-        let _ = writeln!(e, "  {status:<8} {title} → {}", it.runtime_image);
+        let _ = writeln!(e, "  {status:<8} {} → {}", it.title(), it.runtime_image);
         for c in it.checks.iter().filter(|c| !c.ok) {
             let _ = writeln!(e, "           ✗ {}: {}", c.check, c.detail);
         }

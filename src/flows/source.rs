@@ -84,14 +84,21 @@ pub fn read_repo(root: &Path) -> Result<Vec<PyFile>, String> {
     Ok(out)
 }
 
+impl PyFile {
+    /// A file nothing is known of yet.
+    fn empty(path: String) -> PyFile {
+        PyFile {
+            path,
+            imports: BTreeSet::new(),
+            flows: Vec::new(),
+            flow_functions: Vec::new(),
+            error: None,
+        }
+    }
+}
+
 fn read_file(p: &Path, rel: String) -> PyFile {
-    let mut f = PyFile {
-        path: rel,
-        imports: BTreeSet::new(),
-        flows: Vec::new(),
-        flow_functions: Vec::new(),
-        error: None,
-    };
+    let mut f = PyFile::empty(rel);
     match std::fs::metadata(p) {
         Ok(m) if m.len() > MAX_FILE_BYTES => {
             f.error = Some(format!("{} bytes: too large to be a flow file", m.len()));
@@ -115,13 +122,7 @@ fn read_file(p: &Path, rel: String) -> PyFile {
 /// What the Python source `text` of the file at `rel` imports and which flows it
 /// defines (also used on file contents read from a git commit).
 pub fn analyse(rel: String, text: &str) -> PyFile {
-    let mut f = PyFile {
-        path: rel,
-        imports: BTreeSet::new(),
-        flows: Vec::new(),
-        flow_functions: Vec::new(),
-        error: None,
-    };
+    let mut f = PyFile::empty(rel);
     match ast::Suite::parse(text, &f.path) {
         Ok(suite) => {
             let mut v = Visit::default();

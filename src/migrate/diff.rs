@@ -76,16 +76,12 @@ pub fn markdown(m: &Migration) -> String {
         m.summary.items, m.summary.ready, m.summary.refused, m.summary.done, m.summary.skipped
     );
     for it in &m.items {
-        let title = match &it.deployment {
-            Some(d) => format!("{}/{d}", it.name),
-            None => it.name.clone(),
-        };
         let status = match it.status {
             Status::Ready => "ready",
             Status::Refused => "REFUSED",
             Status::Done => "already migrated",
         };
-        let _ = writeln!(s, "## {title} — {status}\n");
+        let _ = writeln!(s, "## {} — {status}\n", it.title());
         let _ = writeln!(
             s,
             "`{}` → runtime image `{}`, file `{}`\n",

@@ -154,6 +154,16 @@ pub struct Item {
     pub source_patch: Option<String>,
 }
 
+impl Item {
+    /// `flow` or `flow/deployment`, as people name it.
+    pub fn title(&self) -> String {
+        match &self.deployment {
+            Some(d) => format!("{}/{d}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     pub check: String,

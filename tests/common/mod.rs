@@ -4,10 +4,12 @@
 
 pub mod git_repo;
 pub mod graphql_stub;
+pub mod http_stub;
 pub mod prefect1;
 pub mod prefect1_stub;
 pub mod prefect3_server;
 pub mod registry;
+pub mod venv;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,42 +5,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Once;
-
-static VENV: Once = Once::new();
 
 pub fn venv() -> PathBuf {
-    let dir = super::repo().join("target/test-venvs/prefect1");
-    VENV.call_once(|| {
-        if dir.join("bin/python").exists()
-            && Command::new(dir.join("bin/python"))
-                .args(["-c", "import prefect"])
-                .env("HOME", std::env::temp_dir())
-                .status()
-                .is_ok_and(|s| s.success())
-        {
-            return;
-        }
-        let st = Command::new("python3")
-            .args(["-m", "venv", "--clear"])
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "python3 -m venv");
-        let st = Command::new(dir.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "prefect==1.4.1",
-                "marshmallow<4",
-                "pendulum<3",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install prefect==1.4.1");
-    });
-    dir
+    super::venv::ensure(
+        "prefect1",
+        "prefect",
+        &["prefect==1.4.1", "marshmallow<4", "pendulum<3"],
+    )
 }
 
 /// Validate a document with Prefect 1.4.1's own schemas; returns what it printed, and

@@ -8,11 +8,8 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::Read;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
@@ -37,13 +34,7 @@ pub struct State {
 pub struct Stub {
     pub url: String,
     pub state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
+    _server: super::http_stub::Running,
 }
 
 impl Stub {
@@ -88,51 +79,19 @@ pub fn start(rows: Vec<Value>, key: &str) -> Stub {
     }
     st.rows = rows;
     let state = Arc::new(Mutex::new(st));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/graphql", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (state2, stop2, key) = (state.clone(), stop.clone(), format!("Bearer {key}"));
-    std::thread::spawn(move || {
-        while !stop2.load(Ordering::Relaxed) {
-            let Ok((mut s, _)) = listener.accept() else {
-                std::thread::sleep(Duration::from_millis(5));
-                continue;
-            };
-            s.set_nonblocking(false).unwrap();
-            let mut r = BufReader::new(s.try_clone().unwrap());
-            let mut line = String::new();
-            let _ = r.read_line(&mut line);
-            let (mut len, mut auth) = (0usize, String::new());
-            loop {
-                let mut h = String::new();
-                if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
-                    break;
-                }
-                let (k, v) = h.trim_end().split_once(':').unwrap_or(("", ""));
-                match k.to_ascii_lowercase().as_str() {
-                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                    "authorization" => auth = v.trim().to_string(),
-                    _ => {}
-                }
-            }
-            let mut body = vec![0u8; len];
-            let _ = r.read_exact(&mut body);
-            let (status, answer) = if auth != key {
-                (401, json!({"errors": [{"message": "Invalid API key"}]}))
-            } else {
-                let req: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                answer(&mut state2.lock().unwrap(), &req)
-            };
-            let text = answer.to_string();
-            let _ = write!(
-                s,
-                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            );
+    let (state2, key) = (state.clone(), format!("Bearer {key}"));
+    let server = super::http_stub::serve(move |auth, body| {
+        if auth != key {
+            return (401, json!({"errors": [{"message": "Invalid API key"}]}));
         }
+        let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        answer(&mut state2.lock().unwrap(), &req)
     });
-    Stub { url, state, stop }
+    Stub {
+        url: format!("{}/graphql", server.base),
+        state,
+        _server: server,
+    }
 }
 
 fn error(st: &mut State, msg: String) -> (u16, Value) {

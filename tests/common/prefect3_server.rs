@@ -5,38 +5,12 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-static VENV: Once = Once::new();
-
 pub fn venv() -> PathBuf {
-    let dir = super::repo().join("target/test-venvs/prefect3");
-    VENV.call_once(|| {
-        if dir.join("bin/prefect").exists() {
-            return;
-        }
-        let st = Command::new("python3")
-            .arg("-m")
-            .arg("venv")
-            .arg(&dir)
-            .status()
-            .unwrap();
-        assert!(st.success(), "python3 -m venv");
-        let st = Command::new(dir.join("bin/pip"))
-            .args([
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "prefect==3.9.1",
-            ])
-            .status()
-            .unwrap();
-        assert!(st.success(), "pip install prefect==3.9.1");
-    });
-    dir
+    super::venv::ensure("prefect3", "prefect", &["prefect==3.9.1"])
 }
 
 pub struct Server {
