@@ -302,12 +302,7 @@ fn migrate_refuses_bad_input_with_a_message() {
     let migrate = |extra: &[&str]| {
         let mut args = vec!["migrate", p(&plan), "--flows-repo", p(&repo), "-o", p(&out)];
         args.extend(extra);
-        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"));
-        c.args(&args).current_dir(common::repo());
-        for v in common::git_repo::REF_VARS {
-            c.env_remove(v);
-        }
-        let o = c.output().unwrap();
+        let o = common::git_repo::clean_command(&args).output().unwrap();
         (
             o.status.code(),
             String::from_utf8_lossy(&o.stderr).into_owned(),

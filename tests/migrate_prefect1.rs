@@ -8,9 +8,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::git_repo::{GitRepo, REF_VARS};
+use common::git_repo::{GitRepo, clean_command, stderr};
 use common::*;
 use serde_json::{Value, json};
 
@@ -19,18 +19,10 @@ const KEY: &str = "p1-secret-key";
 const IMAGE: (&str, &str, &str) = ("registry.local:5000/team-c", "report", "v7");
 
 fn run(args: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
-    c.args(args)
-        .current_dir(repo())
-        .env("PREFECT__CLOUD__API_KEY", KEY);
-    for v in REF_VARS {
-        c.env_remove(v);
-    }
-    c.output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    clean_command(args)
+        .env("PREFECT__CLOUD__API_KEY", KEY)
+        .output()
+        .unwrap()
 }
 
 fn run_config(kind: usize, team: &str, image: &str) -> Value {
@@ -166,22 +158,27 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
     build_fixtures(&[], &["--oci", p(&oci)], &["team-c-report"]);
     let imgs = tmp.path().join("images.json");
     ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
-    let inv = tmp.path().join("inventory.json");
-    let o = run(&[
-        "scan",
-        "prefect1",
-        "--api",
-        &stub.url,
-        "--images",
-        p(&imgs),
-        "--flows-repo",
-        p(git.path()),
-        "-o",
-        p(&inv),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let plan = tmp.path().join("plan.json");
-    ok(&["plan", p(&inv), "-o", p(&plan)]);
+    let (inv, plan) = (
+        tmp.path().join("inventory.json"),
+        tmp.path().join("plan.json"),
+    );
+    let scan_and_plan = || {
+        let o = run(&[
+            "scan",
+            "prefect1",
+            "--api",
+            &stub.url,
+            "--images",
+            p(&imgs),
+            "--flows-repo",
+            p(git.path()),
+            "-o",
+            p(&inv),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        ok(&["plan", p(&inv), "-o", p(&plan)]);
+    };
+    scan_and_plan();
 
     let out = tmp.path().join("migration");
     let base = [
@@ -403,20 +400,7 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("24 refused"), "{}", stderr(&o));
     assert!(stderr(&o).contains("not live any more"), "{}", stderr(&o));
-    let o = run(&[
-        "scan",
-        "prefect1",
-        "--api",
-        &stub.url,
-        "--images",
-        p(&imgs),
-        "--flows-repo",
-        p(git.path()),
-        "-o",
-        p(&inv),
-    ]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    ok(&["plan", p(&inv), "-o", p(&plan)]);
+    scan_and_plan();
     let o = run(&base);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);

@@ -9,10 +9,10 @@ mod common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::git_repo::{GitRepo, REF_VARS};
+use common::git_repo::{GitRepo, clean_command, stderr};
 use common::prefect3_server::Server;
 use common::*;
 use reqwest::Method;
@@ -31,21 +31,8 @@ fn flow_file(team: &str, n: usize) -> (String, String) {
     )
 }
 
-fn migrate_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
-    c.args(args).current_dir(repo());
-    for v in REF_VARS {
-        c.env_remove(v);
-    }
-    c
-}
-
 fn run(args: &[&str]) -> Output {
-    migrate_cmd(args).output().unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+    clean_command(args).output().unwrap()
 }
 
 /// Every deployment by id, whole, as the server returns it.
@@ -195,7 +182,7 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     let journal = out.join("journal.jsonl");
     let mut args = base.to_vec();
     args.extend(["--apply", "--pause", "300ms"]);
-    let mut child = migrate_cmd(&args)
+    let mut child = clean_command(&args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -101,3 +101,18 @@ impl GitRepo {
         &self.dir
     }
 }
+
+/// The binary, run from the repository, with the CI systems' reference variables
+/// cleared (see `REF_VARS`).
+pub fn clean_command(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
+    c.args(args).current_dir(super::repo());
+    for v in REF_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
