@@ -414,4 +414,46 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
             .unwrap()
             .contains("\"team-a-flow-1\"")
     );
+
+    // a version someone else registers after this run read the group (and before its
+    // turn) is not superseded: each group is read again right before its registration
+    let done_before = journal_ops(&journal, "done").len();
+    let mut apply = base.to_vec();
+    apply.extend(["--apply", "--pause", "300ms"]);
+    let child = clean_command(&apply)
+        .env("PREFECT__CLOUD__API_KEY", KEY)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while journal_ops(&journal, "done").len() < done_before + 3 {
+        assert!(start.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
+            .unwrap();
+    let last = m["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|i| i["status"] == "ready")
+        .unwrap();
+    let group = last["write"]["create"]["input"]["version_group_id"]
+        .as_str()
+        .unwrap();
+    let theirs = stub.register_elsewhere(group);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("has a new live version"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        stub.live(group)["id"],
+        theirs.as_str(),
+        "their version stays live"
+    );
 }

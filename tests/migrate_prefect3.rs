@@ -356,4 +356,51 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         changed,
         "a dry run writes nothing"
     );
+
+    // a deployment someone changes after the run read it (and before its turn) is not
+    // written: the run reads each deployment again right before its PATCH, and stops
+    let done_before = done_keys(&journal).len();
+    let mut args = base.to_vec();
+    args.extend(["--apply", "--pause", "300ms"]);
+    let child = clean_command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while done_keys(&journal).len() < done_before + 3 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
+            .unwrap();
+    let last = m["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rfind(|i| i["status"] == "ready")
+        .unwrap();
+    let id = last["id"].as_str().unwrap();
+    let d = server.call(Method::GET, &format!("deployments/{id}"), None);
+    let mut jv = d["job_variables"].clone();
+    jv["namespace"] = "late-change".into();
+    server.call(
+        Method::PATCH,
+        &format!("deployments/{id}"),
+        Some(json!({"job_variables": jv, "work_pool_name": "k8s-pool", "work_queue_name": d["work_queue_name"]})),
+    );
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("changed since this run read it"),
+        "{}",
+        stderr(&o)
+    );
+    let d = server.call(Method::GET, &format!("deployments/{id}"), None);
+    assert_eq!(
+        d["job_variables"]["namespace"], "late-change",
+        "not overwritten"
+    );
+    assert_eq!(d["pull_steps"], json!([]), "not migrated");
 }

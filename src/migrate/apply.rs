@@ -161,8 +161,36 @@ pub fn apply(
         )?;
         let result = rt.block_on(async {
             if m.target == "prefect3" {
-                write_deployment(ep.rest(client.clone()), &it.id, &it.write, &it.after).await
+                let api = ep.rest(client.clone());
+                // read again right before writing: the migration read it a while ago
+                let now = api
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("deployments/{}", it.id),
+                        None,
+                    )
+                    .await?;
+                if prefect3::snapshot(&now) != it.before {
+                    return Err(format!(
+                        "deployment {} changed since this run read it, not written: {}",
+                        it.id,
+                        super::diff::fields(&it.before, &prefect3::snapshot(&now)).join("; ")
+                    ));
+                }
+                write_deployment(api, &it.id, &it.write, &it.after).await
             } else {
+                // read again right before writing: a version registered by someone else
+                // since this run read the group would be superseded by a stale copy
+                if !it.write["create"].is_null() {
+                    let group = &it.write["create"]["input"]["version_group_id"];
+                    let live = live_version(&client, ep, group).await?;
+                    if live["id"] != it.id.as_str() {
+                        return Err(format!(
+                            "version group {group} has a new live version ({}) since this run read it, not written",
+                            live["id"]
+                        ));
+                    }
+                }
                 write_flow(&client, ep, &it.write).await
             }
         });
@@ -377,6 +405,21 @@ async fn live_flow_state(
     ep: &Endpoint,
     group: &Value,
 ) -> Result<Value, String> {
+    let live = live_version(client, ep, group).await?;
+    let f = |p: &str| super::prefect1::json_field(live.pointer(p));
+    Ok(json!({
+        "storage": f("/storage"),
+        "run_config": f("/run_config"),
+        "flow_group_run_config": f("/flow_group/run_config"),
+    }))
+}
+
+/// The newest unarchived version of a version group, as the server has it now.
+async fn live_version(
+    client: &reqwest::Client,
+    ep: &Endpoint,
+    group: &Value,
+) -> Result<Value, String> {
     let data = graphql(
         client,
         ep,
@@ -384,21 +427,14 @@ async fn live_flow_state(
         &json!({"where": {"archived": {"_eq": false}, "version_group_id": {"_eq": group}}, "limit": 10, "offset": 0}),
     )
     .await?;
-    let rows = data
-        .get("flow")
+    data.get("flow")
         .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let live = rows
-        .iter()
-        .max_by_key(|r| r.get("version").and_then(Value::as_i64))
-        .ok_or_else(|| format!("version group {group} has no live version"))?;
-    let f = |p: &str| super::prefect1::json_field(live.pointer(p));
-    Ok(json!({
-        "storage": f("/storage"),
-        "run_config": f("/run_config"),
-        "flow_group_run_config": f("/flow_group/run_config"),
-    }))
+        .and_then(|rows| {
+            rows.iter()
+                .max_by_key(|r| r.get("version").and_then(Value::as_i64))
+                .cloned()
+        })
+        .ok_or_else(|| format!("version group {group} has no live version"))
 }
 
 /// Register the stored flow again (a new version of the same group), then put back the

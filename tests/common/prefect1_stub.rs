@@ -64,6 +64,31 @@ impl Stub {
     }
 }
 
+impl Stub {
+    /// A new version of `group` registered by someone else (a copy of the live one).
+    pub fn register_elsewhere(&self, group: &str) -> String {
+        let mut st = self.state.lock().unwrap();
+        let mut row = st
+            .rows
+            .iter()
+            .find(|r| r["version_group_id"] == group && r["archived"] == false)
+            .cloned()
+            .unwrap();
+        let id = format!("20000000-0000-4000-8000-{:012}", st.rows.len());
+        row["id"] = json!(id);
+        row["version"] = json!(row["version"].as_i64().unwrap() + 1);
+        for r in st
+            .rows
+            .iter_mut()
+            .filter(|r| r["version_group_id"] == group)
+        {
+            r["archived"] = json!(true);
+        }
+        st.rows.push(row);
+        id
+    }
+}
+
 fn with_group(st: &State, mut row: Value) -> Value {
     let g = row["version_group_id"].as_str().unwrap_or("").to_string();
     row["flow_group"]["run_config"] = st.group_run_config.get(&g).cloned().unwrap_or(Value::Null);
