@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Output;
 
 use common::git_repo::{GitRepo, clean_command, stderr};
@@ -125,15 +124,6 @@ fn flow_file(team: &str, n: usize) -> (String, String) {
             "import simplejson\nfrom jinja2 import Template\nfrom prefect import Flow, task\n\n\n@task\ndef render(rows):\n    return Template(\"{{{{ rows|length }}}}\").render(rows=simplejson.loads(rows))\n\n\nwith Flow(\"{team}-flow-{n}\") as flow:\n    render(\"[{n}]\")\n"
         ),
     )
-}
-
-fn journal_ops(path: &Path, op: &str) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|e| e["op"] == op)
-        .collect()
 }
 
 #[test]
@@ -321,8 +311,8 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
         "{}",
         stderr(&o)
     );
-    assert_eq!(journal_ops(&journal, "done").len(), 9);
-    assert_eq!(journal_ops(&journal, "failed").len(), 1);
+    assert_eq!(common::journal::entries(&journal, "done").len(), 9);
+    assert_eq!(common::journal::entries(&journal, "failed").len(), 1);
     let o = run(&apply);
     assert!(o.status.success(), "{}", stderr(&o));
     // the 10th flow's version was stored: only its group override is left to clear
@@ -417,7 +407,7 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
 
     // a version someone else registers after this run read the group (and before its
     // turn) is not superseded: each group is read again right before its registration
-    let done_before = journal_ops(&journal, "done").len();
+    let done_before = common::journal::entries(&journal, "done").len();
     let mut apply = base.to_vec();
     apply.extend(["--apply", "--pause", "300ms"]);
     let child = clean_command(&apply)
@@ -426,11 +416,7 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let start = std::time::Instant::now();
-    while journal_ops(&journal, "done").len() < done_before + 3 {
-        assert!(start.elapsed().as_secs() < 120, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    common::journal::wait_for_done(&journal, done_before + 3, || true);
     let m: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
             .unwrap();

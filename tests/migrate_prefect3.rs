@@ -8,11 +8,11 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::git_repo::{GitRepo, clean_command, stderr};
+use common::journal::{done_keys, wait_for_done};
 use common::prefect3_server::Server;
 use common::*;
 use reqwest::Method;
@@ -47,22 +47,6 @@ fn all_deployments(server: &Server) -> BTreeMap<String, Value> {
         .unwrap()
         .iter()
         .map(|d| (d["id"].as_str().unwrap().to_string(), d.clone()))
-        .collect()
-}
-
-fn journal_ops(path: &Path) -> Vec<Value> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-fn done_keys(path: &Path) -> Vec<String> {
-    journal_ops(path)
-        .iter()
-        .filter(|e| e["op"] == "done")
-        .map(|e| e["key"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -187,18 +171,7 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while done_keys(&journal).len() < 5 {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "no progress in the journal"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "apply ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_done(&journal, 5, || child.try_wait().unwrap().is_none());
     child.kill().unwrap();
     child.wait().unwrap();
     let first_run = done_keys(&journal);
@@ -367,11 +340,7 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
-    while done_keys(&journal).len() < done_before + 3 {
-        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_done(&journal, done_before + 3, || true);
     let m: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
             .unwrap();
