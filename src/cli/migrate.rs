@@ -163,16 +163,17 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     };
     let (registrations, from, endpoint) = match target {
         Target::Prefect1 => {
-            let export = a.export.clone().or_else(|| {
-                (a.api.is_none())
-                    .then(|| scanned_from("prefect1-export").map(PathBuf::from))
-                    .flatten()
-            });
+            // the flags first, then where the inventory read the flows
+            let export = match (&a.export, &a.api) {
+                (Some(file), _) => Some(file.clone()),
+                (None, Some(_)) => None,
+                (None, None) => scanned_from("prefect1-export").map(PathBuf::from),
+            };
             match (
                 export,
                 a.api.clone().or_else(|| scanned_from("prefect1-api")),
             ) {
-                (Some(file), _) if a.export.is_some() || a.api.is_none() => {
+                (Some(file), _) => {
                     let text = std::fs::read_to_string(&file)
                         .with_context(|| format!("cannot read {}", file.display()))?;
                     let doc: Value = serde_json::from_str(&text)

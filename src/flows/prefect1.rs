@@ -94,7 +94,7 @@ pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, String> {
 }
 
 /// A JSON field that the server may return either as an object or as encoded text.
-fn json_field(v: Option<&Value>) -> Value {
+pub fn json_field(v: Option<&Value>) -> Value {
     match v {
         Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
         Some(v) => v.clone(),

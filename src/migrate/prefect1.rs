@@ -228,14 +228,8 @@ pub fn restorable_flow(row: &Value) -> Result<Value, String> {
     Ok(Value::Object(obj))
 }
 
-/// A JSON column the server may return as text.
-pub fn json_field(v: Option<&Value>) -> Value {
-    match v {
-        Some(Value::String(s)) => serde_json::from_str(s).unwrap_or(Value::String(s.clone())),
-        Some(v) => v.clone(),
-        None => Value::Null,
-    }
-}
+/// A JSON column the server may return as text (the scan reads it the same way).
+pub use crate::flows::prefect1::json_field;
 
 /// `prefect.utilities.graphql.compress`: gzip of the JSON text, then standard base64.
 pub fn compress(flow: &Value) -> String {

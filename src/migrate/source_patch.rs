@@ -20,7 +20,6 @@ struct Found {
     /// End of each `from prefect.storage… import … Docker` statement.
     storage_imports: Vec<usize>,
     imports_git: bool,
-    text_len: usize,
 }
 
 /// A run config constructor call in the file.
@@ -137,10 +136,7 @@ pub fn rewrite(
         return Ok(None);
     }
     let suite = ast::Suite::parse(text, path).map_err(|e| format!("{path}: {e}"))?;
-    let mut found = Found {
-        text_len: text.len(),
-        ..Found::default()
-    };
+    let mut found = Found::default();
     for s in suite {
         found.visit_stmt(s);
     }
@@ -193,7 +189,7 @@ pub fn rewrite(
     edits.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
     let mut out = text.to_string();
     for (a, b, with) in edits {
-        if b > found.text_len || a > b {
+        if b > text.len() || a > b {
             return Err(format!("{path}: an edit outside the file"));
         }
         out.replace_range(a..b, &with);
