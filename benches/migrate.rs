@@ -121,6 +121,7 @@ fn main() {
             checkout: &checkout,
             registrations: Registrations::Prefect1(copies.pop().expect("one per round")),
             registrations_from: "bench".into(),
+            from_server: false,
             default_run_config: "KubernetesRun".into(),
         })
     });

@@ -678,6 +678,15 @@ fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
     let (images, output, strict) = (&link.images, &link.output, link.strict);
     let aliases = parse_aliases(&link.aliases)?;
     let mut inv = Inventory::read(images)?;
+    let dir = crate::provenance::folder_of(output);
+    let mut inputs = vec![crate::provenance::record("images", images, &dir)?];
+    if let FlowSource::Export(export) = from {
+        inputs.push(crate::provenance::record("export", export, &dir)?);
+    }
+    // an inventory made from this one keeps what that was made from
+    inv.inputs
+        .retain(|i| i.role != "images" && i.role != "export");
+    inv.inputs.splice(0..0, inputs);
     add_flows(&mut inv, from, &aliases, link.flows_repo.as_deref())?;
     write_json(output, &inv)?;
     print_flow_summary(&inv, output);
@@ -803,11 +812,25 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
     let linked = inv
         .flows
         .iter()
-        .filter(|f| f.link.status == "linked")
+        .filter(|f| f.link.status == "linked" && f.state.is_live())
         .count();
+    let not_live = if links.not_live.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} not live (archived or superseded, never planned), {} image(s) only they use",
+            links.not_live.len(),
+            links.archived_only.len()
+        )
+    };
+    let migrated = if links.already_migrated.is_empty() {
+        String::new()
+    } else {
+        format!(", {} already migrated", links.already_migrated.len())
+    };
     let _ = writeln!(
         e,
-        "{} flows: {linked} linked, {} dangling, {} without an image; {} orphan images, {} shared images → {}",
+        "{} flows: {linked} linked, {} dangling, {} without an image{migrated}; {} orphan images, {} shared images{not_live} → {}",
         inv.flows.len(),
         links.dangling.len(),
         links.no_image.len(),
@@ -838,11 +861,12 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
             .unwrap_or_default();
         let line = format!(
             "  {:<9} {} ({}) → {}  {needs}",
-            f.link.status,
-            match &f.deployment {
-                Some(d) => format!("{}/{d}", f.name),
-                None => f.name.clone(),
+            if f.state.is_live() {
+                f.link.status.as_str()
+            } else {
+                f.state.as_str()
             },
+            f.title(),
             f.project.as_deref().unwrap_or(&f.system),
             f.image_reference.as_deref().unwrap_or("-")
         );
@@ -914,13 +938,21 @@ fn demo(out: &Path) -> Result<ExitCode> {
     let branch = fixture::flows_repo::write_flows_repo(&repo_dir)?;
     let files = crate::flows::source::read_repo(&repo_dir).map_err(anyhow::Error::msg)?;
     crate::flows::link(&mut inv, parsed.flows, &[], Some(&files));
+    // no timestamps: the same fixtures give the same documents, byte for byte (the
+    // report records them by SHA-256, and reports/example is checked for drift)
+    inv.scanned_at = None;
     write_json(&inv_path, &inv)?;
     print_flow_summary(&inv, &inv_path);
 
     // the runtime images those flows need, under the built-in rules
     let rules = crate::rules::Rules::default_rules();
-    let solved = crate::plan::solve(&inv, &rules, &crate::plan::Options::default())?;
+    let opts = crate::plan::Options {
+        timestamp: false,
+        ..crate::plan::Options::default()
+    };
+    let mut solved = crate::plan::solve(&inv, &rules, &opts)?;
     let plan_path = out.join("plan.json");
+    solved.plan.inputs = plan::plan_inputs(&inv_path, &[], &plan_path)?;
     plan::write_plan(&solved, &plan_path)?;
     plan::print_plan_summary(&solved.plan, &plan_path);
 
@@ -952,15 +984,18 @@ fn demo(out: &Path) -> Result<ExitCode> {
         checkout: &checkout,
         registrations: crate::migrate::Registrations::Prefect1(rows),
         registrations_from: export.into(),
+        from_server: false,
         default_run_config: "KubernetesRun".into(),
     });
     let migration_dir = out.join("migration");
+    let mut m = m;
+    m.inputs = migrate::migration_inputs(&plan_path, &inv_path, &migration_dir)?;
     migrate::write_outputs(&m, &migration_dir)?;
     migrate::print_summary(&m, &migration_dir);
 
     // and the audit report of it all (no timestamps: the same input, the same files;
     // reports/example is a copy, checked for drift by the tests)
-    let r = crate::report::build(
+    let mut r = crate::report::build(
         &inv,
         Some(&solved.plan),
         None,
@@ -970,7 +1005,9 @@ fn demo(out: &Path) -> Result<ExitCode> {
             timestamp: false,
         },
     );
-    let written = report::write_report(&r, &out.join("report"), &report::ALL_FORMATS)?;
+    let report_dir = out.join("report");
+    r.inputs = report::report_inputs(&inv_path, Some(&plan_path), None, &report_dir)?;
+    let written = report::write_report(&r, &report_dir, &report::ALL_FORMATS)?;
     eprintln!("report: {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::provenance::{Generator, Input};
+
 /// The `schema` value this version writes and reads.
 pub const SCHEMA: &str = "unsprawl/inventory/v1";
 
@@ -17,6 +19,10 @@ pub const SCHEMA: &str = "unsprawl/inventory/v1";
 pub struct Inventory {
     pub schema: String,
     pub generator: Generator,
+    /// Files this inventory was made from (an `--images` inventory, an export), by path
+    /// and SHA-256; registries and servers are in `sources`.
+    #[serde(default)]
+    pub inputs: Vec<Input>,
     /// RFC 3339 time the scan finished; `null` with `--no-timestamp` (reproducible output).
     pub scanned_at: Option<String>,
     /// The inputs that were scanned, as given on the command line.
@@ -31,14 +37,6 @@ pub struct Inventory {
     /// What the links say about the whole set; present once flows were scanned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flow_links: Option<FlowLinks>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Generator {
-    pub tool: String,
-    pub version: String,
-    /// Version of the layer analysers; part of the layer cache key.
-    pub analyser_version: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
@@ -292,10 +290,10 @@ impl Inventory {
         Inventory {
             schema: SCHEMA.into(),
             generator: Generator {
-                tool: "unsprawl".into(),
-                version: env!("CARGO_PKG_VERSION").into(),
-                analyser_version: crate::scan::ANALYSER_VERSION,
+                analyser_version: Some(crate::scan::ANALYSER_VERSION),
+                ..Generator::this()
             },
+            inputs: Vec::new(),
             scanned_at: None,
             sources,
             images,
@@ -351,6 +349,19 @@ pub struct Flow {
     pub image_from: Option<String>,
     pub labels: Vec<String>,
     pub has_schedule: bool,
+    /// Prefect 1: the server's `archived` flag of this version.
+    #[serde(default)]
+    pub archived: bool,
+    /// Whether this registration is the one that runs (see [`FlowState`]). Only `live`
+    /// and `paused` registrations are planned and migrated.
+    #[serde(default)]
+    pub state: FlowState,
+    /// Why a registration is not live (`archived; version 3 of its group is live`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_reason: Option<String>,
+    /// Prefect 1: the key of its version group's live version, when that is another one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live_version: Option<String>,
     /// The flow group's `run_config` override replaces every version's run config.
     pub group_overrides_run_config: bool,
     /// Kept whole, as the server returned them.
@@ -367,9 +378,55 @@ pub struct Flow {
     pub problems: Vec<Problem>,
 }
 
+impl Flow {
+    /// `flow` or `flow/deployment`, as people name it.
+    pub fn title(&self) -> String {
+        match &self.deployment {
+            Some(d) => format!("{}/{d}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+/// Whether a registration is the one its system runs.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlowState {
+    /// The version (or deployment) that runs.
+    #[default]
+    Live,
+    /// A Prefect 2/3 deployment that is paused: migrated like a live one, reported as paused.
+    Paused,
+    /// A Prefect 1 version the server archived (replaced by a newer one, or by hand).
+    Archived,
+    /// An unarchived Prefect 1 version whose group has a newer unarchived version.
+    Superseded,
+    /// A Prefect 2/3 deployment whose flow no longer exists.
+    FlowDeleted,
+}
+
+impl FlowState {
+    /// Planned and migrated.
+    pub fn is_live(self) -> bool {
+        matches!(self, FlowState::Live | FlowState::Paused)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowState::Live => "live",
+            FlowState::Paused => "paused",
+            FlowState::Archived => "archived",
+            FlowState::Superseded => "superseded",
+            FlowState::FlowDeleted => "flow-deleted",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FlowLink {
-    /// `linked`, `dangling` (its image is in no scanned source) or `no-image`.
+    /// `linked`, `dangling` (its image is in no scanned source), `no-image`, or
+    /// `already-migrated` (its code already comes from git: Git storage or a `git_clone`
+    /// pull step; `image_id` is set when its image was scanned).
     pub status: String,
     pub image_id: Option<String>,
     /// `reference` (exact, after canonicalising Docker Hub names) or `alias` (after
@@ -434,16 +491,29 @@ pub struct BaseGuess {
 /// The flow ↔ image picture as a whole.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FlowLinks {
-    /// Flows whose image is in no scanned source.
+    /// Live flows whose image is in no scanned source.
     pub dangling: Vec<String>,
-    /// Flows that name no image at all (the agent's default applies).
+    /// Live flows that name no image at all (the agent's default applies).
     pub no_image: Vec<String>,
-    /// Images no flow uses.
+    /// Images no registration uses, live or not.
     pub orphans: Vec<String>,
-    /// Images several flows share.
+    /// Images several live flows share.
     pub shared: Vec<SharedImage>,
     /// Flows whose flow group overrides their run config.
     pub group_overrides: Vec<String>,
+    /// Images that only registrations which are not live use (archived or superseded
+    /// versions, deployments of deleted flows): neither orphans nor planned.
+    #[serde(default)]
+    pub archived_only: Vec<String>,
+    /// Live flows whose code already comes from git (nothing to migrate).
+    #[serde(default)]
+    pub already_migrated: Vec<String>,
+    /// Registrations that are not live (kept in `flows`, never planned or migrated).
+    #[serde(default)]
+    pub not_live: Vec<String>,
+    /// Live deployments that are paused.
+    #[serde(default)]
+    pub paused: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod migrate;
 pub mod pickle;
 pub mod plan;
+pub mod provenance;
 pub mod report;
 pub mod rules;
 pub mod scan;

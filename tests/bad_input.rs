@@ -318,7 +318,7 @@ fn migrate_refuses_bad_input_with_a_message() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("inventory.json") && err.contains("unsprawl/plan/v1"),
+        err.contains("inventory.json") && err.contains("unsprawl/plan/v2"),
         "{err}"
     );
 

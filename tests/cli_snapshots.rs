@@ -32,6 +32,31 @@ fn demo_summary() {
 }
 
 #[test]
+fn rules_error_in_a_list_form() {
+    let tmp = tempfile::tempdir().unwrap();
+    assert!(run_in(tmp.path(), &["demo", "-o", "out"]).status.success());
+    std::fs::write(
+        tmp.path().join("team.toml"),
+        "[requirements]\nfrom = \"installed\"\nignore = { remove = [\"pip\"] }\n",
+    )
+    .unwrap();
+    let out = run_in(
+        tmp.path(),
+        &[
+            "plan",
+            "out/inventory.json",
+            "--rules",
+            "team.toml",
+            "-o",
+            "p/plan.json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!tmp.path().join("p").exists(), "nothing is written");
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
 fn scan_help() {
     let out = common::ok(&["scan", "oci-dir", "--help"]);
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));

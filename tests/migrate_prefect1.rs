@@ -443,3 +443,274 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
         "their version stays live"
     );
 }
+
+/// `row` as an older version of its group: another id and version, archived or not, on
+/// another image (Docker storage names it, as Prefect 1 kept it per version).
+fn older_version(
+    live: &Value,
+    id: usize,
+    version: i64,
+    archived: bool,
+    image: (&str, &str, &str),
+) -> Value {
+    let mut r = live.clone();
+    r["id"] = json!(format!("00000000-0000-4000-a000-{id:012}"));
+    r["version"] = json!(version);
+    r["archived"] = json!(archived);
+    r["created"] = json!(format!("2022-0{version}-01T00:00:00+00:00"));
+    for path in ["/storage", "/serialized_flow/storage"] {
+        let storage = r.pointer_mut(path).expect("Docker storage");
+        storage["registry_url"] = json!(image.0);
+        storage["image_name"] = json!(image.1);
+        storage["image_tag"] = json!(image.2);
+    }
+    r
+}
+
+#[test]
+fn archived_versions_are_kept_but_never_planned_or_migrated() {
+    // live v3 of each flow on team C's Python 3.11 image; v1 and v2, archived, on team
+    // B's Python 3.10 image: planning those would add a 3.10 runtime image for nothing
+    let old = ("registry.local:5000/team-b", "flow-a", "2022-06-30");
+    let names = ["orders-etl", "billing", "../../escape", "a/b"];
+    let mut live_rows = vec![];
+    let mut files = vec![];
+    for (n, name) in names.iter().enumerate() {
+        let mut r = row(n, "team-a", 1);
+        r["name"] = json!(name);
+        r["serialized_flow"]["name"] = json!(name);
+        r["version"] = json!(3);
+        r["version_group_id"] = json!(format!("vg-{n}"));
+        r["flow_group"]["name"] = json!(format!("vg-{n}"));
+        live_rows.push(r);
+        files.push((
+            format!("flows/flow_{n}.py"),
+            format!(
+                "import simplejson\nfrom jinja2 import Template\nfrom prefect import Flow, task\n\n\n@task\ndef render(rows):\n    return Template(\"x\").render(rows=simplejson.loads(rows))\n\n\nwith Flow({name:?}) as flow:\n    render(\"[1]\")\n"
+            ),
+        ));
+    }
+    let mut all_rows = live_rows.clone();
+    for (n, live) in live_rows.iter().enumerate() {
+        all_rows.push(older_version(live, 10 * n + 1, 1, true, old));
+        all_rows.push(older_version(live, 10 * n + 2, 2, true, old));
+    }
+    let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    let git = GitRepo::new(&refs);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    build_fixtures(
+        &[],
+        &["--oci", p(&oci)],
+        &["team-c-report", "team-b-flow-a-py310"],
+    );
+    let imgs = tmp.path().join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let scan_and_plan = |rows: &[Value], dir: &str| {
+        let d = tmp.path().join(dir);
+        std::fs::create_dir_all(&d).unwrap();
+        let export = d.join("export.json");
+        std::fs::write(&export, json!({"data": {"flow": rows}}).to_string()).unwrap();
+        let inv = d.join("inventory.json");
+        ok(&[
+            "scan",
+            "prefect1",
+            "--export",
+            p(&export),
+            "--images",
+            p(&imgs),
+            "--flows-repo",
+            p(git.path()),
+            "-o",
+            p(&inv),
+        ]);
+        let plan = d.join("plan.json");
+        ok(&["plan", p(&inv), "-o", p(&plan)]);
+        let read = |f: &std::path::Path| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
+        };
+        (read(&inv), read(&plan), plan, inv)
+    };
+    let (inv, plan, plan_path, inv_path) = scan_and_plan(&all_rows, "all");
+    let (_, live_plan, _, _) = scan_and_plan(&live_rows, "live");
+
+    // the inventory keeps all 12 versions; 8 are not live, and the 3.10 image is only theirs
+    let flows = inv["flows"].as_array().unwrap();
+    assert_eq!(flows.len(), 12);
+    let live: Vec<&Value> = flows.iter().filter(|f| f["state"] == "live").collect();
+    assert_eq!(live.len(), 4);
+    assert!(live.iter().all(|f| f["version"] == 3));
+    let archived: Vec<&Value> = flows.iter().filter(|f| f["state"] == "archived").collect();
+    assert_eq!(archived.len(), 8);
+    assert!(
+        archived
+            .iter()
+            .all(|f| f["archived"] == true && f["requirement"].is_null())
+    );
+    assert!(
+        archived[0]["state_reason"]
+            .as_str()
+            .unwrap()
+            .contains("of its group"),
+        "{}",
+        archived[0]["state_reason"]
+    );
+    let links = &inv["flow_links"];
+    let py310 = inv["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["references"].to_string().contains("team-b/flow-a"))
+        .unwrap()["id"]
+        .clone();
+    assert_eq!(links["archived_only"], json!([py310]));
+    assert!(!links["orphans"].as_array().unwrap().contains(&py310));
+    assert_eq!(links["not_live"].as_array().unwrap().len(), 8);
+
+    // the plan places the four live flows only, at the minimum those need
+    let s = &plan["summary"];
+    assert_eq!(
+        (
+            s["flows"].as_u64(),
+            s["planned"].as_u64(),
+            s["excluded"].as_u64()
+        ),
+        (Some(4), Some(4), Some(8))
+    );
+    assert_eq!(plan["excluded"].as_array().unwrap().len(), 8);
+    assert!(
+        plan["excluded"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("not live (archived)")
+    );
+    for k in ["runtime_images", "lower_bound"] {
+        assert_eq!(
+            s[k], live_plan["summary"][k],
+            "{k} equals the live flows' own minimum"
+        );
+    }
+    assert_eq!(
+        s["runtime_images"], 1,
+        "four flows on one image need one runtime image"
+    );
+    assert!(
+        plan["runtime_images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["python"] == "3.11")
+    );
+    let planned: Vec<&str> = plan["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["flow"].as_str().unwrap())
+        .collect();
+    let live_keys: Vec<&str> = live.iter().map(|f| f["key"].as_str().unwrap()).collect();
+    assert_eq!(planned.len(), 4);
+    assert!(planned.iter().all(|k| live_keys.contains(k)), "{planned:?}");
+    // the plan records the inventory it was made from
+    let recorded = &plan["inputs"][0];
+    assert_eq!(
+        (recorded["role"].as_str(), recorded["path"].as_str()),
+        (Some("inventory"), Some("inventory.json"))
+    );
+    assert!(recorded["sha256"].as_str().unwrap().starts_with("sha256:"));
+
+    // migrate (from the export, a dry run): one Git-storage flow per live registration
+    let out = tmp.path().join("all/migration");
+    let export = tmp.path().join("all/export.json");
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            p(&plan_path),
+            "--repo-host",
+            "git.example.com",
+            "--repo",
+            "platform/flows",
+            "--flows-repo",
+            p(git.path()),
+            "--ref-from",
+            "branch=main",
+            "--export",
+            p(&export),
+            "-o",
+            p(&out),
+        ];
+        args.extend(extra);
+        run(&args)
+    };
+    let o = migrate(&[]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("4 flows: 4 ready, 0 refused"), "{err}");
+    assert_eq!(err.matches("skipped  ").count(), 8, "{err}");
+    assert!(
+        err.contains("not live (archived): version 1 is archived; version 3 of its group"),
+        "{err}"
+    );
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
+            .unwrap();
+    let registration = m["items"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "registration")
+        .unwrap();
+    assert!(
+        registration["detail"]
+            .as_str()
+            .unwrap()
+            .contains("an export: not re-read from a server"),
+        "{registration}"
+    );
+    let diff = std::fs::read_to_string(out.join("diff.md")).unwrap();
+    assert_eq!(diff.matches("not live (archived)").count(), 8, "{diff}");
+    let flows_json = out.join("prefect1/flows.json");
+    assert!(common::prefect1::validate(&flows_json).contains("4 flow(s)"));
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(&flows_json).unwrap()).unwrap();
+    let mut written: Vec<&str> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    written.sort();
+    assert_eq!(written, ["../../escape", "a/b", "billing", "orders-etl"]);
+    // names are data: every file stays under -o, named by a sanitized name and the id
+    for sub in ["prefect1/flows", "prefect1/graphql"] {
+        let names: Vec<String> = std::fs::read_dir(out.join(sub))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names.len(), 4, "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| !n.contains('/') && !n.starts_with('.')),
+            "{names:?}"
+        );
+    }
+    assert!(
+        !tmp.path().join("escape-00000000.json").exists()
+            && !tmp.path().join("all/escape").exists()
+    );
+    assert_eq!(m["inputs"][0]["role"], "plan");
+    assert_eq!(m["inputs"][1]["path"], "../inventory.json");
+
+    // an inventory that changed after planning is refused, naming the file and the fix
+    let mut text = std::fs::read_to_string(&inv_path).unwrap();
+    text.push('\n');
+    std::fs::write(&inv_path, text).unwrap();
+    let o = migrate(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("has changed since") && err.contains("inventory.json"),
+        "{err}"
+    );
+    assert!(err.contains("unsprawl plan"), "{err}");
+}

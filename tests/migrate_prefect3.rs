@@ -81,11 +81,33 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
             files.push((path, text));
         }
     }
+    // one deployment was moved by hand already: a git_clone step on a shared image that no
+    // scanned source holds. It is already migrated (not dangling) and never touched.
+    let done_flow = server.call(
+        Method::POST,
+        "flows/",
+        Some(json!({"name": "team-d-flow-1"})),
+    );
+    let by_hand = server.call(
+        Method::POST,
+        "deployments/",
+        Some(json!({
+            "name": "by-hand",
+            "flow_id": done_flow["id"],
+            "work_pool_name": "k8s-pool",
+            "job_variables": {"image": "registry.local:5000/platform/runtime:3.11-shared"},
+            "entrypoint": "teams/team-d/flow_1.py:flow_1",
+            "pull_steps": [{"prefect.deployments.steps.git_clone": {
+                "repository": "https://git.example.com/platform/flows.git", "branch": "main"}}],
+            "tags": ["team-d"],
+        })),
+    );
+    let by_hand_id = by_hand["id"].as_str().unwrap().to_string();
     let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
     let git = GitRepo::new(&refs);
     git.add_origin();
     let original = all_deployments(&server);
-    assert_eq!(original.len(), TEAMS.len() * PER_TEAM);
+    assert_eq!(original.len(), TEAMS.len() * PER_TEAM + 1);
 
     // scan → link (with the flows repository) → plan
     let tmp = tempfile::tempdir().unwrap();
@@ -106,8 +128,41 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         "-o",
         p(&inv),
     ]);
+    let inv_doc: Value = serde_json::from_str(&std::fs::read_to_string(&inv).unwrap()).unwrap();
+    let key = format!("prefect3:{by_hand_id}");
+    let hand = inv_doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["key"] == key.as_str())
+        .unwrap();
+    assert_eq!(hand["link"]["status"], "already-migrated");
+    assert_eq!(inv_doc["flow_links"]["already_migrated"], json!([key]));
+    assert_eq!(inv_doc["flow_links"]["dangling"], json!([]));
     let plan = tmp.path().join("plan.json");
     ok(&["plan", p(&inv), "-o", p(&plan)]);
+    let report_dir = tmp.path().join("report");
+    ok(&[
+        "report",
+        p(&inv),
+        "--plan",
+        p(&plan),
+        "--format",
+        "json,md",
+        "--no-timestamp",
+        "-o",
+        p(&report_dir),
+    ]);
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["already_migrated"],
+        json!(["team-d-flow-1/by-hand (registry.local:5000/platform/runtime:3.11-shared)"])
+    );
+    assert_eq!(report["dangling"], json!([]));
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap();
+    assert!(md.contains("| already migrated flows | 1 |"), "{md}");
     let plan_doc: Value = serde_json::from_str(&std::fs::read_to_string(&plan).unwrap()).unwrap();
     let runtime = plan_doc["runtime_images"][0]["name"]
         .as_str()
@@ -133,6 +188,12 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("24 flows: 24 ready, 0 refused"), "{err}");
+    assert!(
+        err.contains(
+            "skipped  team-d-flow-1/by-hand: already migrated: its code comes from git_clone"
+        ),
+        "{err}"
+    );
     assert!(err.contains("from active branch"), "{err}");
     assert!(
         err.contains(&format!("job_variables.image: \"{IMAGE}\" → \"{runtime}\"")),
@@ -147,7 +208,7 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     let m: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
             .unwrap();
-    assert_eq!(m["schema"], "unsprawl/migration/v1");
+    assert_eq!(m["schema"], "unsprawl/migration/v2");
     assert_eq!(
         std::fs::read_dir(out.join("prefect3/patches"))
             .unwrap()
@@ -208,8 +269,10 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         );
     }
 
-    // read back: every deployment on the runtime image, cloned from git
-    for (id, d) in &after {
+    // read back: every deployment on the runtime image, cloned from git; the one moved by
+    // hand as it was
+    assert_eq!(after[&by_hand_id], original[&by_hand_id]);
+    for (id, d) in after.iter().filter(|(id, _)| **id != by_hand_id) {
         let before = &original[id];
         assert_eq!(d["job_variables"]["image"], runtime.as_str());
         assert_eq!(

@@ -26,9 +26,11 @@ fn fixture_plans_have_the_known_optimum() {
     let out = tmp.path().join("relaxed/plan.json");
     ok(&["plan", p(&inv), "-o", p(&out)]);
     let plan = read_plan(&out);
-    assert_eq!(plan.schema, "unsprawl/plan/v1");
+    assert_eq!(plan.schema, "unsprawl/plan/v2");
     let s = &plan.summary;
-    assert_eq!((s.flows, s.planned, s.unplanned), (9, 4, 5));
+    // flow-git already runs from Git storage: left out by design, not "unplanned"
+    assert_eq!((s.flows, s.planned, s.unplanned, s.excluded), (8, 4, 4, 1));
+    assert!(plan.excluded[0].reason.starts_with("already migrated"));
     assert_eq!((s.runtime_images, s.lower_bound, s.optimal), (2, 2, true));
     assert_eq!(s.current_images, 3);
     let py311 = plan
@@ -80,8 +82,27 @@ fn fixture_plans_have_the_known_optimum() {
             .iter()
             .filter(|u| u.reason.contains("no scanned source"))
             .count(),
-        3
+        2
     );
+
+    // a team that wants its packaging tools pinned replaces the built-in ignore list
+    let pinned = tmp.path().join("pin-pip.toml");
+    std::fs::write(&pinned, "[requirements]\nignore = { replace = [] }\n").unwrap();
+    let out_pip = tmp.path().join("pin-pip/plan.json");
+    ok(&["plan", p(&inv), "--rules", p(&pinned), "-o", p(&out_pip)]);
+    let with_pip = read_plan(&out_pip);
+    assert_eq!(with_pip.inputs[1].role, "rules");
+    for img in &with_pip.runtime_images {
+        assert!(
+            img.requirements.iter().any(|r| r.name == "pip"),
+            "{}: {:?}",
+            img.name,
+            img.requirements
+        );
+        let req = std::fs::read_to_string(out_pip.parent().unwrap().join(&img.requirements_file))
+            .unwrap();
+        assert!(req.contains("pip=="), "{req}");
+    }
 
     // exact pins: the two requests versions cannot share
     let strict = tmp.path().join("strict.toml");

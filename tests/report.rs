@@ -40,7 +40,7 @@ fn numbers_match_an_independent_count_and_exit_codes_follow_the_rules() {
     let d = demo(tmp.path());
     let inv = read_inventory(&d.join("inventory.json"));
     let r = read_report(&d.join("report/report.json"));
-    assert_eq!(r.schema, "unsprawl/report/v1");
+    assert_eq!(r.schema, "unsprawl/report/v2");
 
     // counted here, from the inventory
     let layers: HashSet<(&str, u64)> = inv

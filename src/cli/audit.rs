@@ -122,8 +122,9 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     let plan = if inv.flows.is_empty() {
         None
     } else {
-        let solved = crate::plan::solve(&inv, &rules, &crate::plan::Options::default())?;
+        let mut solved = crate::plan::solve(&inv, &rules, &crate::plan::Options::default())?;
         let plan_path = dir.join("plan.json");
+        solved.plan.inputs = super::plan::plan_inputs(&inv_path, &a.rules, &plan_path)?;
         super::plan::write_plan(&solved, &plan_path)?;
         super::plan::print_plan_summary(&solved.plan, &plan_path);
         Some(solved.plan)
@@ -131,9 +132,9 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     let previous = a
         .previous
         .as_deref()
-        .map(|p| super::report::read(p, crate::report::SCHEMA))
+        .map(super::report::read_previous)
         .transpose()?;
-    let r = crate::report::build(
+    let mut r = crate::report::build(
         &inv,
         plan.as_ref(),
         previous.as_ref(),
@@ -143,6 +144,13 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
             timestamp: true,
         },
     );
+    let plan_path = dir.join("plan.json");
+    r.inputs = super::report::report_inputs(
+        &inv_path,
+        plan.as_ref().map(|_| plan_path.as_path()),
+        a.previous.as_deref(),
+        &dir,
+    )?;
     let written = super::report::write_report(&r, &dir, &super::report::ALL_FORMATS)?;
     eprintln!("report: {}", written.join(", "));
     Ok(super::report::verdict(&r))

@@ -110,16 +110,8 @@ fn key_from(env: Option<&str>, target: &str) -> Option<String> {
 
 pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     let plan: Plan = super::report::read(&a.plan, crate::plan::document::SCHEMA)?;
-    let inv_path = match &a.inventory {
-        Some(p) => p.clone(),
-        None => a
-            .plan
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("inventory.json"),
-    };
-    let inv =
-        Inventory::read(&inv_path).with_context(|| "pass the plan's inventory with --inventory")?;
+    let inv_path = plan_inventory(&plan, &a.plan, a.inventory.as_deref())?;
+    let inv = Inventory::read(&inv_path)?;
     let checkout = Checkout::open(&a.flows_repo).map_err(anyhow::Error::msg)?;
     let git_ref = gitref::decide(&a.ref_from, &|k| std::env::var(k).ok(), &checkout)
         .map_err(anyhow::Error::msg)?;
@@ -225,8 +217,11 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         checkout: &checkout,
         registrations,
         registrations_from: from,
+        from_server: endpoint.is_some(),
         default_run_config: a.default_run_config.clone(),
     });
+    let mut m = m;
+    m.inputs = migration_inputs(&a.plan, &inv_path, &a.output)?;
     write_outputs(&m, &a.output)?;
     print_summary(&m, &a.output);
     if !a.apply {
@@ -248,6 +243,47 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     Ok(exit_for(&m))
 }
 
+/// The inventory the plan was made from, as the plan records it (`--inventory` may
+/// name where it is now), refused when its bytes changed since: a flow scanned again
+/// (a new version, an archived one) must be planned again before it is migrated.
+fn plan_inventory(plan: &Plan, plan_path: &Path, given: Option<&Path>) -> Result<PathBuf> {
+    use crate::provenance::{file_sha256, folder_of, resolve};
+    let Some(recorded) = plan.inputs.iter().find(|i| i.role == "inventory") else {
+        bail!(
+            "{} records no inventory it was made from: plan again with `unsprawl plan INVENTORY -o {}`",
+            plan_path.display(),
+            plan_path.display()
+        );
+    };
+    let path = match given {
+        Some(p) => p.to_path_buf(),
+        None => resolve(recorded, &folder_of(plan_path)),
+    };
+    let now = file_sha256(&path).with_context(|| {
+        format!(
+            "{} was made from the inventory {} (as recorded in the plan); pass where it is now with --inventory",
+            plan_path.display(),
+            recorded.path
+        )
+    })?;
+    if now != recorded.sha256 {
+        bail!(
+            "{} has changed since {} was made from it (recorded {}, now {}): plan again with `unsprawl plan {} -o {}`",
+            path.display(),
+            plan_path.display(),
+            short_digest(&recorded.sha256),
+            short_digest(&now),
+            path.display(),
+            plan_path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn short_digest(d: &str) -> &str {
+    &d[..d.len().min("sha256:".len() + 12)]
+}
+
 /// 0 when every planned flow is migrated or ready; 1 when some were refused.
 fn exit_for(m: &Migration) -> ExitCode {
     if m.summary.refused > 0 {
@@ -255,6 +291,20 @@ fn exit_for(m: &Migration) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The plan and inventory, recorded relative to the migration folder.
+pub(super) fn migration_inputs(
+    plan: &Path,
+    inventory: &Path,
+    out_dir: &Path,
+) -> Result<Vec<crate::provenance::Input>> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create {}", out_dir.display()))?;
+    Ok(vec![
+        crate::provenance::record("plan", plan, out_dir)?,
+        crate::provenance::record("inventory", inventory, out_dir)?,
+    ])
 }
 
 /// A file name for a flow: its name and a short id.
@@ -365,6 +415,9 @@ pub(super) fn print_summary(m: &Migration, dir: &Path) {
         m.summary.skipped,
         dir.display()
     );
+    for s in &m.skipped {
+        let _ = writeln!(e, "  {:<8} {}: {}", "skipped", s.name, s.reason);
+    }
     for it in &m.items {
         let status = match it.status {
             Status::Ready => "ready",

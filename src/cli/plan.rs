@@ -82,7 +82,8 @@ pub(super) fn run(a: &PlanArgs) -> Result<ExitCode> {
         },
         ..Options::default()
     };
-    let solved = plan::solve(&inv, &rules, &opts)?;
+    let mut solved = plan::solve(&inv, &rules, &opts)?;
+    solved.plan.inputs = plan_inputs(&a.inventory, &a.rules, &a.output)?;
     if let Some(flow) = &a.explain {
         let text = solved
             .explain(&inv, &rules, flow)
@@ -97,6 +98,21 @@ pub(super) fn run(a: &PlanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The inventory and rules files, recorded relative to where the plan goes.
+pub(super) fn plan_inputs(
+    inventory: &Path,
+    rules: &[PathBuf],
+    output: &Path,
+) -> Result<Vec<crate::provenance::Input>> {
+    use crate::provenance::{folder_of, record};
+    let dir = folder_of(output);
+    let mut inputs = vec![record("inventory", inventory, &dir)?];
+    for r in rules {
+        inputs.push(record("rules", r, &dir)?);
+    }
+    Ok(inputs)
 }
 
 const MARKER: &str = ".unsprawl-generated";
@@ -153,6 +169,13 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
         "plan: {} of {} flows on {} runtime image(s) (lower bound {}: {bound}); today they use {} image(s)",
         s.planned, s.flows, s.runtime_images, s.lower_bound, s.current_images
     );
+    if s.excluded > 0 {
+        let _ = writeln!(
+            e,
+            "  {} registration(s) left out: not live or already migrated",
+            s.excluded
+        );
+    }
     if s.splits > 0 {
         let _ = writeln!(
             e,
@@ -185,6 +208,9 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
     }
     for u in &plan.unplanned {
         let _ = writeln!(e, "  not planned: {} ({}): {}", u.flow, u.name, u.reason);
+    }
+    for u in &plan.excluded {
+        let _ = writeln!(e, "  left out:    {} ({}): {}", u.flow, u.name, u.reason);
     }
     let dir = out
         .parent()

@@ -67,6 +67,50 @@ pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path, schema: &str) ->
     serde_json::from_value(v).with_context(|| format!("{} does not match {schema}", path.display()))
 }
 
+/// A previous report for the trend: this schema, or the one before it (whose
+/// `generator` was a string and which had no inputs).
+pub(super) fn read_previous(path: &Path) -> Result<Report> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let found = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+    if !report::PREVIOUS_SCHEMAS.contains(&found) {
+        anyhow::bail!(
+            "{} has schema {found:?}, expected one of {:?}",
+            path.display(),
+            report::PREVIOUS_SCHEMAS
+        );
+    }
+    if let Some(g) = v
+        .get("generator")
+        .and_then(|g| g.as_str())
+        .map(str::to_string)
+    {
+        let (tool, version) = g.split_once(' ').unwrap_or((g.as_str(), ""));
+        v["generator"] = serde_json::json!({"tool": tool, "version": version});
+    }
+    serde_json::from_value(v).with_context(|| format!("{} is not a report", path.display()))
+}
+
+/// The inventory, plan and previous report, recorded relative to the report folder.
+pub(super) fn report_inputs(
+    inventory: &Path,
+    plan: Option<&Path>,
+    previous: Option<&Path>,
+    dir: &Path,
+) -> Result<Vec<crate::provenance::Input>> {
+    use crate::provenance::record;
+    let mut inputs = vec![record("inventory", inventory, dir)?];
+    if let Some(p) = plan {
+        inputs.push(record("plan", p, dir)?);
+    }
+    if let Some(p) = previous {
+        inputs.push(record("previous-report", p, dir)?);
+    }
+    Ok(inputs)
+}
+
 pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
     let inv = Inventory::read(&a.inventory)?;
     let plan: Option<Plan> = a
@@ -74,12 +118,8 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
         .as_deref()
         .map(|p| read(p, crate::plan::SCHEMA))
         .transpose()?;
-    let previous: Option<Report> = a
-        .previous
-        .as_deref()
-        .map(|p| read(p, report::SCHEMA))
-        .transpose()?;
-    let r = report::build(
+    let previous: Option<Report> = a.previous.as_deref().map(read_previous).transpose()?;
+    let mut r = report::build(
         &inv,
         plan.as_ref(),
         previous.as_ref(),
@@ -90,6 +130,7 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
         },
     );
     let dir = a.output.clone().unwrap_or_else(today_dir);
+    r.inputs = report_inputs(&a.inventory, a.plan.as_deref(), a.previous.as_deref(), &dir)?;
     let written = write_report(&r, &dir, &a.format)?;
     eprintln!(
         "report: {} images ({} tags, {} distinct layers), {} orphan, {} dangling, {} stale{} → {}",

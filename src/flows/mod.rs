@@ -6,6 +6,7 @@
 //! from layers shared with another scanned image), and `imports`, the distributions that
 //! provide the modules the flow's pickle references, closed over `Requires-Dist`.
 
+pub mod liveness;
 pub mod prefect1;
 pub mod prefect1_api;
 pub mod prefect3;
@@ -162,12 +163,29 @@ pub fn link(
         v
     };
 
+    liveness::classify(&mut flows);
     for f in &mut flows {
+        let migrated = f.state.is_live() && liveness::code_from_git(f);
         let Some(r) = f.image_reference.clone() else {
             f.link = FlowLink::none();
+            if migrated {
+                f.link.status = "already-migrated".into();
+            }
             continue;
         };
         match lookup(&r) {
+            // its code comes from git already: nothing to plan, whatever its image
+            _ if migrated => {
+                f.link = FlowLink {
+                    status: "already-migrated".into(),
+                    image_id: lookup(&r).map(|(i, _)| inv.images[i].id.clone()),
+                    matched_by: lookup(&r).map(|(_, how)| how.to_string()),
+                    same_name_elsewhere: Vec::new(),
+                };
+                if let Some(files) = repo {
+                    attach_source(f, None, files);
+                }
+            }
             Some((i, how)) => {
                 let img = &inv.images[i];
                 f.link = FlowLink {
@@ -179,7 +197,10 @@ pub fn link(
                 if let Some(files) = repo {
                     attach_source(f, pickled_file(f, img), files);
                 }
-                f.requirement = requirement(f, img, &inv.images, repo);
+                // only what runs is planned: no requirement for an archived version
+                if f.state.is_live() {
+                    f.requirement = requirement(f, img, &inv.images, repo);
+                }
             }
             None => {
                 if let Some(files) = repo {
@@ -196,27 +217,31 @@ pub fn link(
     }
     flows.sort_by(|a, b| a.key.cmp(&b.key));
 
+    // who uses each image: every registration (for orphans), and the live ones
     let mut users: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut used: BTreeSet<&str> = BTreeSet::new();
     for f in &flows {
         if let Some(id) = &f.link.image_id {
-            users.entry(id.clone()).or_default().push(f.key.clone());
+            used.insert(id);
+            if f.state.is_live() {
+                users.entry(id.clone()).or_default().push(f.key.clone());
+            }
         }
     }
+    let live_where = |pred: &dyn Fn(&Flow) -> bool| -> Vec<String> {
+        flows
+            .iter()
+            .filter(|f| f.state.is_live() && pred(f))
+            .map(|f| f.key.clone())
+            .collect()
+    };
     let links = FlowLinks {
-        dangling: flows
-            .iter()
-            .filter(|f| f.link.status == "dangling")
-            .map(|f| f.key.clone())
-            .collect(),
-        no_image: flows
-            .iter()
-            .filter(|f| f.link.status == "no-image")
-            .map(|f| f.key.clone())
-            .collect(),
+        dangling: live_where(&|f| f.link.status == "dangling"),
+        no_image: live_where(&|f| f.link.status == "no-image"),
         orphans: inv
             .images
             .iter()
-            .filter(|i| !users.contains_key(&i.id))
+            .filter(|i| !used.contains(i.id.as_str()))
             .map(|i| i.id.clone())
             .collect(),
         shared: users
@@ -227,11 +252,20 @@ pub fn link(
                 flows: fs.clone(),
             })
             .collect(),
-        group_overrides: flows
+        group_overrides: live_where(&|f| f.group_overrides_run_config),
+        archived_only: inv
+            .images
             .iter()
-            .filter(|f| f.group_overrides_run_config)
+            .filter(|i| used.contains(i.id.as_str()) && !users.contains_key(&i.id))
+            .map(|i| i.id.clone())
+            .collect(),
+        already_migrated: live_where(&|f| f.link.status == "already-migrated"),
+        not_live: flows
+            .iter()
+            .filter(|f| !f.state.is_live())
             .map(|f| f.key.clone())
             .collect(),
+        paused: live_where(&|f| f.state == crate::inventory::FlowState::Paused),
     };
     inv.flows = flows;
     inv.flow_links = Some(links);

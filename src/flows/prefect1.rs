@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::inventory::{Flow, FlowLink, Problem};
+use crate::inventory::{Flow, FlowLink, FlowState, Problem};
 
 const STORAGE_TYPES: &[&str] = &[
     "Docker",
@@ -260,6 +260,14 @@ fn flow(item: &Value) -> Result<Flow, String> {
         image_from,
         labels,
         has_schedule,
+        archived: item
+            .get("archived")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        // decided once every version of the group is read (`flows::liveness`)
+        state: FlowState::Live,
+        state_reason: None,
+        live_version: None,
         group_overrides_run_config: group_overrides,
         storage,
         run_config,

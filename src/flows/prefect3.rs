@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::inventory::{Flow, FlowLink, Problem};
+use crate::inventory::{Flow, FlowLink, FlowState, Problem};
 
 pub struct Listing {
     pub flows: Vec<Flow>,
@@ -159,7 +159,17 @@ pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String
         }
         let flows = deployments
             .iter()
-            .map(|d| deployment(d, &flow_names, &pools))
+            .map(|d| {
+                let mut f = deployment(d, &flow_names, &pools);
+                // the server lists every flow: a deployment of none is left over
+                if let Some(id) = str_of(d, "flow_id")
+                    && !flow_names.contains_key(&id)
+                {
+                    f.state = FlowState::FlowDeleted;
+                    f.state_reason = Some(format!("its flow {id} no longer exists on {api}"));
+                }
+                f
+            })
             .collect();
         Ok(Listing { flows, problems })
     })
@@ -275,8 +285,11 @@ fn deployment(
     let id = str_of(d, "id").unwrap_or_default();
     let key = format!("prefect3:{id}");
     let deployment_name = str_of(d, "name");
-    let flow_name = str_of(d, "flow_id")
-        .and_then(|f| flow_names.get(&f).cloned())
+    let flow_id = str_of(d, "flow_id");
+    let flow_name = flow_id
+        .as_ref()
+        .and_then(|f| flow_names.get(f))
+        .cloned()
         .or_else(|| deployment_name.clone())
         .unwrap_or_default();
     let job_variables = d.get("job_variables").cloned().unwrap_or(Value::Null);
@@ -324,6 +337,14 @@ fn deployment(
             .get("schedules")
             .and_then(Value::as_array)
             .is_some_and(|s| !s.is_empty()),
+        archived: false,
+        state: if d.get("paused").and_then(Value::as_bool) == Some(true) {
+            FlowState::Paused
+        } else {
+            FlowState::Live
+        },
+        state_reason: None,
+        live_version: None,
         group_overrides_run_config: false,
         storage,
         run_config: job_variables,
@@ -360,6 +381,16 @@ mod tests {
             Some("registry.local:5000/team/flow-a:2023-01-01")
         );
         assert_eq!(f.run_config_kind.as_deref(), Some("kubernetes"));
+        assert_eq!(f.state, FlowState::Live);
+        let mut paused = dep.clone();
+        paused["paused"] = Value::Bool(true);
+        let f = deployment(&paused, &HashMap::new(), &pools);
+        assert_eq!(
+            f.state,
+            FlowState::Paused,
+            "paused is live: migrated, reported"
+        );
+        assert!(f.state.is_live());
         let after: Value = serde_json::from_str(include_str!(
             "../../fixtures/prefect3/deployment.after_patch.json"
         ))

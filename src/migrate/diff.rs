@@ -113,7 +113,11 @@ pub fn markdown(m: &Migration) -> String {
     if !m.skipped.is_empty() {
         let _ = writeln!(s, "## Not touched\n");
         for k in &m.skipped {
-            let _ = writeln!(s, "- `{}`: {}", k.flow, k.reason);
+            if k.name.is_empty() {
+                let _ = writeln!(s, "- `{}`: {}", k.flow, k.reason);
+            } else {
+                let _ = writeln!(s, "- {} (`{}`): {}", k.name, k.flow, k.reason);
+            }
         }
     }
     s

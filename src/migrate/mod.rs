@@ -26,7 +26,7 @@ use crate::inventory::{Flow, Inventory};
 use crate::plan::document::Plan;
 use gitref::{Checkout, GitRef};
 
-pub const SCHEMA: &str = "unsprawl/migration/v1";
+pub const SCHEMA: &str = "unsprawl/migration/v2";
 
 /// Where the flows' code will be cloned from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,7 +94,9 @@ impl GitTarget {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Migration {
     pub schema: String,
-    pub generator: String,
+    pub generator: crate::provenance::Generator,
+    /// The plan and inventory it was prepared from, by path and SHA-256.
+    pub inputs: Vec<crate::provenance::Input>,
     /// `prefect1` or `prefect3`.
     pub target: String,
     /// Where the registrations were read (an export file or an API URL).
@@ -174,6 +176,9 @@ pub struct Check {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Skipped {
     pub flow: String,
+    /// `flow` or `flow/deployment`, as people name it.
+    #[serde(default)]
+    pub name: String,
     pub reason: String,
 }
 
@@ -192,6 +197,8 @@ pub struct Inputs<'a> {
     pub checkout: &'a Checkout,
     pub registrations: Registrations,
     pub registrations_from: String,
+    /// The registrations were just read from the server (not from an export file).
+    pub from_server: bool,
     pub default_run_config: String,
 }
 
@@ -213,19 +220,27 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         Registrations::Prefect3(_) => None,
     };
     let mut items = vec![];
+    // what the plan left out by design (archived, already migrated) says so as it is
     let mut skipped: Vec<Skipped> = inp
         .plan
-        .unplanned
+        .excluded
         .iter()
         .map(|u| Skipped {
             flow: u.flow.clone(),
-            reason: format!("not planned: {}", u.reason),
+            name: title_of(flows.get(u.flow.as_str()).copied(), &u.name),
+            reason: u.reason.clone(),
         })
+        .chain(inp.plan.unplanned.iter().map(|u| Skipped {
+            flow: u.flow.clone(),
+            name: title_of(flows.get(u.flow.as_str()).copied(), &u.name),
+            reason: format!("not planned: {}", u.reason),
+        }))
         .collect();
     for placement in &inp.plan.flows {
         let Some(flow) = flows.get(placement.flow.as_str()) else {
             skipped.push(Skipped {
                 flow: placement.flow.clone(),
+                name: placement.name.clone(),
                 reason: "planned but not in the inventory (a plan of another inventory?)".into(),
             });
             continue;
@@ -233,7 +248,20 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         if flow.system != target {
             skipped.push(Skipped {
                 flow: placement.flow.clone(),
-                reason: format!("a {} flow; this migration targets {target}", flow.system),
+                name: title_of(Some(flow), &flow.name),
+                reason: format!(
+                    "another system: a {} flow; this migration targets {target}",
+                    flow.system
+                ),
+            });
+            continue;
+        }
+        // a plan never places these (its verification refuses it); never write one
+        if let Some(why) = crate::plan::demand::excluded(flow) {
+            skipped.push(Skipped {
+                flow: placement.flow.clone(),
+                name: title_of(Some(flow), &flow.name),
+                reason: why,
             });
             continue;
         }
@@ -296,7 +324,8 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
     };
     Migration {
         schema: SCHEMA.into(),
-        generator: format!("unsprawl {}", env!("CARGO_PKG_VERSION")),
+        generator: crate::provenance::Generator::this(),
+        inputs: Vec::new(),
         target: target.into(),
         registrations: inp.registrations_from.clone(),
         git: inp.git.clone(),
@@ -304,6 +333,12 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         items,
         skipped,
     }
+}
+
+/// The flow's title, or the plan's name for one the inventory lacks.
+fn title_of(flow: Option<&Flow>, fallback: &str) -> String {
+    flow.map(Flow::title)
+        .unwrap_or_else(|| fallback.to_string())
 }
 
 fn check(item: &mut Item, name: &str, result: Result<String, String>) {
@@ -546,7 +581,10 @@ impl<'a> RowIndex<'a> {
             if let Some(id) = r.get("id").and_then(Value::as_str) {
                 by_id.insert(id, r);
             }
-            if let Some(g) = r.get("version_group_id").and_then(Value::as_str) {
+            let archived = r.get("archived").and_then(Value::as_bool) == Some(true);
+            if let Some(g) = r.get("version_group_id").and_then(Value::as_str)
+                && !archived
+            {
                 let newer = live_by_group
                     .get(g)
                     .is_none_or(|old| version(r) > version(old));
@@ -618,6 +656,10 @@ fn build_prefect1(
         }
         return;
     };
+    if let Err(why) = row_is_live(row, rows) {
+        check(item, "registration", Err(why));
+        return;
+    }
     if is_migrated_prefect1(row, item, inp, false) {
         item.status = Status::Done;
         return;
@@ -639,7 +681,14 @@ fn build_prefect1(
     check(
         item,
         "registration",
-        Ok(format!("version {id} is live and unchanged since the scan")),
+        Ok(if inp.from_server {
+            format!("version {id} is live and unchanged since the scan")
+        } else {
+            format!(
+                "version {id} is the live version of its group in {} (an export: not re-read from a server)",
+                inp.registrations_from
+            )
+        }),
     );
     let version = prefect1::json_field(row.get("serialized_flow"))
         .get("__version__")
@@ -734,6 +783,44 @@ fn build_prefect1(
     });
 }
 
+/// Only the newest unarchived version of a group runs: an archived or superseded one is
+/// never migrated (registering it would make year-old code the newest version).
+fn row_is_live(row: &Value, rows: &RowIndex<'_>) -> Result<(), String> {
+    let version = |r: &Value| r.get("version").and_then(Value::as_i64).unwrap_or(0);
+    let id = |r: &Value| {
+        r.get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let live = row
+        .get("version_group_id")
+        .and_then(Value::as_str)
+        .and_then(|g| rows.live_by_group.get(g).copied());
+    let archived = row.get("archived").and_then(Value::as_bool) == Some(true);
+    match live {
+        Some(l) if id(l) == id(row) => Ok(()),
+        Some(l) => Err(format!(
+            "version {} ({}) is {}; version {} ({}) of its group is live, and only the live version is migrated",
+            version(row),
+            id(row),
+            if archived {
+                "archived"
+            } else {
+                "not the newest unarchived one"
+            },
+            version(l),
+            id(l)
+        )),
+        None if archived => Err(format!(
+            "version {} ({}) is archived and its group has no live version: nothing to migrate",
+            version(row),
+            id(row)
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Already on Git storage at this repository and reference, on the runtime image; with
 /// `override_left`, except for a flow group override that still pins the old image.
 fn is_migrated_prefect1(row: &Value, item: &Item, inp: &Inputs<'_>, override_left: bool) -> bool {
@@ -821,4 +908,49 @@ fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, i
     item.before = live;
     item.after = prefect3::snapshot(&body);
     item.write = body;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(id: &str, v: i64, archived: bool) -> Value {
+        json!({"id": id, "version": v, "version_group_id": "vg-orders", "archived": archived})
+    }
+
+    #[test]
+    fn only_the_live_version_of_a_group_passes_the_registration_check() {
+        let rows = vec![
+            version("v1", 1, true),
+            version("v2", 2, false),
+            version("v3", 3, false),
+            version("v4", 4, true),
+        ];
+        let index = RowIndex::new(&rows);
+        assert_eq!(
+            row_is_live(&rows[2], &index),
+            Ok(()),
+            "the newest unarchived"
+        );
+        let archived = row_is_live(&rows[0], &index).unwrap_err();
+        assert!(
+            archived.contains("version 1 (v1) is archived; version 3 (v3) of its group is live"),
+            "{archived}"
+        );
+        let newer_but_archived = row_is_live(&rows[3], &index).unwrap_err();
+        assert!(
+            newer_but_archived.contains("archived"),
+            "{newer_but_archived}"
+        );
+        let superseded = row_is_live(&rows[1], &index).unwrap_err();
+        assert!(
+            superseded.contains("not the newest unarchived one"),
+            "{superseded}"
+        );
+
+        let all_archived = vec![version("a", 1, true)];
+        let index = RowIndex::new(&all_archived);
+        let e = row_is_live(&all_archived[0], &index).unwrap_err();
+        assert!(e.contains("has no live version"), "{e}");
+    }
 }

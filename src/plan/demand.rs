@@ -175,13 +175,50 @@ pub struct Refusal {
     pub reason: String,
 }
 
-/// Each flow's demand under the rules, or why it cannot be planned.
-pub fn collect(inv: &Inventory, rules: &Rules, cat: &Catalogue) -> (Vec<Demand>, Vec<Refusal>) {
+/// What the planner makes of the inventory's flows.
+pub struct Collected {
+    pub demands: Vec<Demand>,
+    /// Flows that should be planned but cannot be.
+    pub refusals: Vec<Refusal>,
+    /// Flows left out by design: not live (archived, superseded, flow deleted) or
+    /// already migrated. Never planned, never counted against the plan.
+    pub excluded: Vec<Refusal>,
+}
+
+/// Why a registration is left out of planning by design, if it is.
+pub fn excluded(flow: &Flow) -> Option<String> {
+    if !flow.state.is_live() {
+        return Some(format!(
+            "not live ({}): {}",
+            flow.state.as_str(),
+            flow.state_reason
+                .as_deref()
+                .unwrap_or("not the registration that runs")
+        ));
+    }
+    (flow.link.status == "already-migrated").then(|| {
+        format!(
+            "already migrated: its code comes from {} on {}",
+            flow.storage_kind.as_deref().unwrap_or("git"),
+            flow.image_reference
+                .as_deref()
+                .unwrap_or("its run config's image")
+        )
+    })
+}
+
+/// Each live flow's demand under the rules, or why it cannot be planned.
+pub fn collect(inv: &Inventory, rules: &Rules, cat: &Catalogue) -> Collected {
     let images: HashMap<&str, &Image> = inv.images.iter().map(|i| (i.id.as_str(), i)).collect();
     let mut masks: Masks = HashMap::new();
     let mut demands = vec![];
     let mut refusals = vec![];
+    let mut left_out = vec![];
     for (fi, flow) in inv.flows.iter().enumerate() {
+        if let Some(reason) = excluded(flow) {
+            left_out.push(Refusal { flow: fi, reason });
+            continue;
+        }
         match demand(flow, &images, rules, cat, &mut masks) {
             Ok((partition, needs)) => demands.push(Demand {
                 flow: fi,
@@ -191,7 +228,11 @@ pub fn collect(inv: &Inventory, rules: &Rules, cat: &Catalogue) -> (Vec<Demand>,
             Err(reason) => refusals.push(Refusal { flow: fi, reason }),
         }
     }
-    (demands, refusals)
+    Collected {
+        demands,
+        refusals,
+        excluded: left_out,
+    }
 }
 
 type Masks = HashMap<(u32, u32, String), Box<[u64]>>;

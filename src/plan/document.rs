@@ -5,14 +5,19 @@
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::DistPin;
+pub use crate::provenance::{Generator, Input};
 
-pub const SCHEMA: &str = "unsprawl/plan/v1";
+pub const SCHEMA: &str = "unsprawl/plan/v2";
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Plan {
     pub schema: String,
-    pub generator: String,
-    pub planned_at: String,
+    pub generator: Generator,
+    /// The inventory and rules files it was planned from, by path and SHA-256: `migrate`
+    /// finds the inventory here and refuses it if it changed since.
+    pub inputs: Vec<Input>,
+    /// RFC 3339; `null` for reproducible output (the demo).
+    pub planned_at: Option<String>,
     /// The inventory it was planned from.
     pub inventory: InventoryRef,
     /// The policy in force (built-in default merged with `--rules` files).
@@ -23,6 +28,10 @@ pub struct Plan {
     pub runtime_images: Vec<RuntimeImage>,
     pub flows: Vec<Placement>,
     pub unplanned: Vec<Unplanned>,
+    /// Registrations left out by design, and why: not live (archived or superseded
+    /// versions, deployments of deleted flows) or already migrated.
+    #[serde(default)]
+    pub excluded: Vec<Unplanned>,
     /// One entry per set of flows that may share images (Python, OS family, group).
     pub partitions: Vec<PartitionReport>,
 }
@@ -37,9 +46,13 @@ pub struct InventoryRef {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Summary {
+    /// Flows to plan: the inventory's flows less `excluded`.
     pub flows: usize,
     pub planned: usize,
     pub unplanned: usize,
+    /// Registrations left out by design (see `Plan::excluded`).
+    #[serde(default)]
+    pub excluded: usize,
     /// Distinct images the planned flows run on today.
     pub current_images: usize,
     /// Distinct requirements after deduplication (the conflict graph's vertices).

@@ -34,6 +34,7 @@ fn find(solved: &Solved, inv: &Inventory, wanted: &str) -> Result<usize, String>
                         .plan
                         .unplanned
                         .iter()
+                        .chain(&solved.plan.excluded)
                         .find(|u| u.flow == f.key)
                         .map(|u| u.reason.as_str())
                         .unwrap_or("unknown");

@@ -40,6 +40,8 @@ pub enum Objective {
 pub struct Options {
     pub objective: Objective,
     pub effort: Effort,
+    /// Record when the plan was made (`planned_at`); off for reproducible output.
+    pub timestamp: bool,
 }
 
 impl Default for Options {
@@ -47,6 +49,7 @@ impl Default for Options {
         Options {
             objective: Objective::Images,
             effort: Effort::default(),
+            timestamp: true,
         }
     }
 }
@@ -93,7 +96,11 @@ struct Vertex {
 
 pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, PlanError> {
     let cat = Catalogue::from_images(&inv.images);
-    let (demands, refusals) = demand::collect(inv, rules, &cat);
+    let demand::Collected {
+        demands,
+        refusals,
+        excluded,
+    } = demand::collect(inv, rules, &cat);
     let vertices = dedupe(&demands);
 
     let mut by_partition: BTreeMap<&Partition, Vec<usize>> = BTreeMap::new();
@@ -157,14 +164,17 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
     let (runtime_images, files, image_position) =
         build_images(inv, rules, &work, &packed, &class_pins)?;
     let flows = placements(inv, &work, &runtime_images, &class_pins, &image_position);
-    let unplanned: Vec<Unplanned> = refusals
-        .iter()
-        .map(|r| Unplanned {
-            flow: inv.flows[r.flow].key.clone(),
-            name: inv.flows[r.flow].name.clone(),
-            reason: r.reason.clone(),
-        })
-        .collect();
+    let listed = |rs: &[demand::Refusal]| -> Vec<Unplanned> {
+        rs.iter()
+            .map(|r| Unplanned {
+                flow: inv.flows[r.flow].key.clone(),
+                name: inv.flows[r.flow].name.clone(),
+                reason: r.reason.clone(),
+            })
+            .collect()
+    };
+    let unplanned = listed(&refusals);
+    let excluded = listed(&excluded);
 
     let chosen = Cost {
         images: runtime_images.len(),
@@ -177,9 +187,10 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
         .filter_map(|f| f.current_image.as_deref())
         .collect();
     let summary = Summary {
-        flows: inv.flows.len(),
+        flows: inv.flows.len() - excluded.len(),
         planned: flows.len(),
         unplanned: unplanned.len(),
+        excluded: excluded.len(),
         current_images: current.len(),
         distinct_requirements: work.vertices.len(),
         conflicts: work.conflicts.iter().map(Vec::len).sum::<usize>() / 2,
@@ -197,8 +208,12 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
     };
     let plan = Plan {
         schema: SCHEMA.to_string(),
-        generator: format!("unsprawl {}", env!("CARGO_PKG_VERSION")),
-        planned_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        generator: crate::provenance::Generator::this(),
+        // the command line records the files (`cli/plan.rs`): the library reads none
+        inputs: Vec::new(),
+        planned_at: opts
+            .timestamp
+            .then(|| humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()),
         inventory: InventoryRef {
             schema: inv.schema.clone(),
             scanned_at: inv.scanned_at.clone(),
@@ -214,6 +229,7 @@ pub fn solve(inv: &Inventory, rules: &Rules, opts: &Options) -> Result<Solved, P
         runtime_images,
         flows,
         unplanned,
+        excluded,
         partitions: reports,
     };
     let problems = verify::verify(inv, rules, &plan, &work.cat);

@@ -229,6 +229,41 @@ fn unplanned_flows_say_why() {
 }
 
 #[test]
+fn archived_versions_are_left_out_and_verification_refuses_them() {
+    let mut inv = small(6, 3);
+    let planned_before = solve(&inv, &Rules::default_rules(), &Options::default())
+        .unwrap()
+        .plan
+        .summary
+        .planned;
+    inv.flows[0].state = crate::inventory::FlowState::Archived;
+    inv.flows[0].state_reason = Some("version 1 is archived".into());
+    inv.flows[1].link.status = "already-migrated".into();
+    let s = solve(&inv, &Rules::default_rules(), &Options::default()).unwrap();
+    assert_eq!(s.plan.summary.excluded, 2);
+    assert_eq!(s.plan.summary.planned, planned_before - 2);
+    assert_eq!(s.plan.summary.flows, 4, "the flows to plan");
+    assert!(s.plan.excluded[0].reason.contains("version 1 is archived"));
+    assert!(s.plan.excluded[1].reason.starts_with("already migrated"));
+    assert!(s.plan.flows.iter().all(|p| p.flow != inv.flows[0].key));
+
+    // a plan that places an archived version (one made before it was archived, say)
+    // fails verification, naming the flow
+    let mut tampered = s.plan.clone();
+    let mut placement = tampered.flows[0].clone();
+    placement.flow = inv.flows[0].key.clone();
+    tampered.runtime_images[0].members.push(placement.flow.clone());
+    tampered.flows.push(placement);
+    let problems = verify::verify(&inv, &Rules::default_rules(), &tampered, &s.work.cat);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&inv.flows[0].key) && p.contains("not live (archived)")),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn explain_names_the_clash() {
     let inv = small(40, 7);
     let r = rules("[versions]\ndefault = \"exact\"\n");

@@ -61,6 +61,11 @@ pub(super) fn verify(inv: &Inventory, rules: &Rules, plan: &Plan, cat: &Catalogu
             problems.push(format!("flow {} is not in the inventory", p.flow));
             continue;
         };
+        // only the registration that runs may be planned (and so migrated)
+        if let Some(why) = super::demand::excluded(flow) {
+            problems.push(format!("flow {} is planned but {why}", p.flow));
+            continue;
+        }
         let Some(req) = &flow.requirement else {
             problems.push(format!("flow {} was planned without a requirement", p.flow));
             continue;

@@ -14,12 +14,17 @@ use serde::{Deserialize, Serialize};
 use crate::inventory::{Image, Inventory};
 use crate::plan::Plan;
 
-pub const SCHEMA: &str = "unsprawl/report/v1";
+pub const SCHEMA: &str = "unsprawl/report/v2";
+/// Reports of this older shape are still read as `--previous` (for the trend).
+pub const PREVIOUS_SCHEMAS: &[&str] = &["unsprawl/report/v1", SCHEMA];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Report {
     pub schema: String,
-    pub generator: String,
+    pub generator: crate::provenance::Generator,
+    /// The inventory, plan and previous report it was made from, by path and SHA-256.
+    #[serde(default)]
+    pub inputs: Vec<crate::provenance::Input>,
     /// `null` with `--no-timestamp` (byte-identical reports for identical input).
     pub generated_at: Option<String>,
     pub inventory_scanned_at: Option<String>,
@@ -40,8 +45,21 @@ pub struct Report {
     pub images: Vec<ImageRow>,
     /// References of images no flow uses (only when flows were scanned).
     pub orphans: Vec<String>,
-    /// Flows whose image is in no scanned source.
+    /// Live flows whose image is in no scanned source.
     pub dangling: Vec<String>,
+    /// References of images that only registrations which are not live use (archived
+    /// versions): neither orphans nor planned; safe to prune once nobody restores them.
+    #[serde(default)]
+    pub archived_only: Vec<String>,
+    /// Live flows whose code already comes from git (`name (image)`).
+    #[serde(default)]
+    pub already_migrated: Vec<String>,
+    /// Live deployments that are paused (planned and migrated like the others).
+    #[serde(default)]
+    pub paused: Vec<String>,
+    /// Registrations that are not live (`name: why`), never planned or migrated.
+    #[serde(default)]
+    pub not_live: Vec<String>,
     /// Images created more than `stale_after_days` before the inventory was scanned.
     pub stale: Vec<String>,
     pub stale_after_days: u64,
@@ -64,7 +82,11 @@ pub struct Totals {
     pub stored_bytes_sum: u64,
     /// Layer references over all images / distinct layers (1.0 = nothing shared).
     pub layer_sharing: f64,
+    /// Every registration read (archived versions included).
     pub flows: usize,
+    /// The registrations that run.
+    #[serde(default)]
+    pub live_flows: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,8 +114,13 @@ pub struct ImageRow {
     pub python: Vec<String>,
     pub prefect: Vec<String>,
     pub distributions: usize,
+    /// Live flows that run on it.
     pub flows: usize,
+    /// No registration uses it, live or not.
     pub orphan: bool,
+    /// Only registrations that are not live use it.
+    #[serde(default)]
+    pub archived_only: bool,
     pub stale: bool,
 }
 
@@ -163,12 +190,17 @@ pub fn build(
             manifests.insert(m);
         }
     }
-    let flows_by_image: HashMap<&str, usize> = inv.flows.iter().fold(HashMap::new(), |mut m, f| {
+    // live users per image, and every image any registration (live or not) names
+    let mut flows_by_image: HashMap<&str, usize> = HashMap::new();
+    let mut used: BTreeSet<&str> = BTreeSet::new();
+    for f in &inv.flows {
         if let Some(id) = &f.link.image_id {
-            *m.entry(id.as_str()).or_default() += 1;
+            used.insert(id);
+            if f.state.is_live() {
+                *flows_by_image.entry(id.as_str()).or_default() += 1;
+            }
         }
-        m
-    });
+    }
     let scanned = inv
         .scanned_at
         .as_deref()
@@ -253,12 +285,17 @@ pub fn build(
             prefect: prefects,
             distributions: c.map(|c| c.python.distributions.len()).unwrap_or(0),
             flows,
-            orphan: have_flows && flows == 0,
+            orphan: have_flows && !used.contains(img.id.as_str()),
+            archived_only: flows == 0 && used.contains(img.id.as_str()),
             stale: is_stale(img),
         });
     }
     let mut base_images: BTreeMap<String, usize> = BTreeMap::new();
-    for f in inv.flows.iter().filter(|f| f.link.status == "linked") {
+    for f in inv
+        .flows
+        .iter()
+        .filter(|f| f.link.status == "linked" && f.state.is_live())
+    {
         let base = f
             .requirement
             .as_ref()
@@ -284,6 +321,7 @@ pub fn build(
             (layer_refs as f64 / layers.len() as f64 * 100.0).round() / 100.0
         },
         flows: inv.flows.len(),
+        live_flows: inv.flows.iter().filter(|f| f.state.is_live()).count(),
     };
     let labels_where = |keep: fn(&ImageRow) -> bool| -> Vec<String> {
         inv.images
@@ -295,15 +333,37 @@ pub fn build(
     };
     let orphans = labels_where(|r| r.orphan);
     let stale = labels_where(|r| r.stale);
-    let dangling: Vec<String> = inv
+    let archived_only = labels_where(|r| r.archived_only);
+    let live_flows_where = |status: &str| -> Vec<String> {
+        inv.flows
+            .iter()
+            .filter(|f| f.state.is_live() && f.link.status == status)
+            .map(|f| {
+                format!(
+                    "{} ({})",
+                    f.title(),
+                    f.image_reference.as_deref().unwrap_or("-")
+                )
+            })
+            .collect()
+    };
+    let dangling = live_flows_where("dangling");
+    let already_migrated = live_flows_where("already-migrated");
+    let paused: Vec<String> = inv
         .flows
         .iter()
-        .filter(|f| f.link.status == "dangling")
+        .filter(|f| f.state == crate::inventory::FlowState::Paused)
+        .map(crate::inventory::Flow::title)
+        .collect();
+    let not_live: Vec<String> = inv
+        .flows
+        .iter()
+        .filter(|f| !f.state.is_live())
         .map(|f| {
             format!(
-                "{} ({})",
-                f.name,
-                f.image_reference.as_deref().unwrap_or("-")
+                "{}: {}",
+                f.title(),
+                f.state_reason.as_deref().unwrap_or(f.state.as_str())
             )
         })
         .collect();
@@ -365,7 +425,8 @@ pub fn build(
 
     let mut report = Report {
         schema: SCHEMA.into(),
-        generator: format!("unsprawl {}", env!("CARGO_PKG_VERSION")),
+        generator: crate::provenance::Generator::this(),
+        inputs: Vec::new(),
         generated_at: opts
             .timestamp
             .then(|| humantime::format_rfc3339_seconds(SystemTime::now()).to_string()),
@@ -389,6 +450,10 @@ pub fn build(
         images,
         orphans,
         dangling,
+        archived_only,
+        already_migrated,
+        paused,
+        not_live,
         stale,
         stale_after_days: opts.stale_after.as_secs() / 86_400,
         plan,

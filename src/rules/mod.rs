@@ -131,8 +131,12 @@ impl Rules {
             if let Some(n) = r.from {
                 self.needs = n;
             }
-            for i in r.ignore.unwrap_or_default() {
-                self.ignore.insert(normalize(&i));
+            if let Some(list) = r.ignore {
+                let (replace, names) = list_form(&list).map_err(|m| err(list.span(), m))?;
+                if replace {
+                    self.ignore.clear();
+                }
+                self.ignore.extend(names.iter().map(|n| normalize(n)));
             }
         }
         if let Some(v) = raw.versions {
@@ -147,6 +151,20 @@ impl Rules {
             }
         }
         for s in raw.separate.unwrap_or_default() {
+            // a rule of the same name replaces the earlier one; `disabled` removes it
+            self.separate.retain(|x| &x.name != s.name.get_ref());
+            if s.disabled {
+                if !s.distributions.is_empty() || !s.labels.is_empty() {
+                    return Err(err(
+                        s.name.span(),
+                        format!(
+                            "[[separate]] `{}` is disabled but also names distributions or labels: drop one",
+                            s.name.get_ref()
+                        ),
+                    ));
+                }
+                continue;
+            }
             if s.distributions.is_empty() && s.labels.is_empty() {
                 return Err(err(
                     s.name.span(),
@@ -241,6 +259,38 @@ impl Rules {
     }
 }
 
+/// A list in a rules file: `[…]` adds to the lists merged so far (the built-in one
+/// first); `{ replace = […] }` replaces them; `{ add = […] }` says the default aloud.
+fn list_form(v: &Spanned<toml::Value>) -> Result<(bool, Vec<String>), String> {
+    const EXPECTED: &str = "expected a list of names (added to the built-in list), `{ replace = [...] }` (replaces it) or `{ add = [...] }`";
+    let names = |v: &toml::Value| -> Result<Vec<String>, String> {
+        let items = v.as_array().ok_or_else(|| EXPECTED.to_string())?;
+        items
+            .iter()
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("`{i}` is not a distribution name (a string)"))
+            })
+            .collect()
+    };
+    match v.get_ref() {
+        toml::Value::Array(_) => Ok((false, names(v.get_ref())?)),
+        toml::Value::Table(t) => match (t.len(), t.get("replace"), t.get("add")) {
+            (1, Some(list), None) => Ok((true, names(list)?)),
+            (1, None, Some(list)) => Ok((false, names(list)?)),
+            _ => {
+                let keys: Vec<&str> = t.keys().map(String::as_str).collect();
+                Err(format!(
+                    "unknown form {{ {} }}: {EXPECTED}",
+                    keys.join(", ")
+                ))
+            }
+        },
+        _ => Err(EXPECTED.to_string()),
+    }
+}
+
 fn placeholders(template: &str) -> Vec<String> {
     let mut out = vec![];
     let mut rest = template;
@@ -288,7 +338,7 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawRequirements {
     from: Option<Needs>,
-    ignore: Option<Vec<String>>,
+    ignore: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +357,9 @@ struct RawSeparate {
     #[serde(default)]
     labels: Vec<String>,
     mode: Option<SeparateMode>,
+    /// Remove the rule of this name merged before (the built-in `gpu`, say).
+    #[serde(default)]
+    disabled: bool,
 }
 
 #[derive(Deserialize)]
@@ -445,6 +498,62 @@ mod tests {
             .merge_text("t.toml", "[requirements]\nfrom = \"everything\"\n")
             .unwrap_err();
         assert!(e.message.contains("installed"), "{e}");
+    }
+
+    #[test]
+    fn lists_can_be_replaced_not_only_added_to() {
+        let mut r = Rules::default_rules();
+        r.merge_text(
+            "team.toml",
+            "[requirements]\nignore = { replace = [\"Wheel\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            r.ignore.iter().collect::<Vec<_>>(),
+            ["wheel"],
+            "pip is pinned now"
+        );
+        r.merge_text(
+            "team.toml",
+            "[requirements]\nignore = { add = [\"pip\"] }\n",
+        )
+        .unwrap();
+        assert!(r.ignore.contains("pip") && r.ignore.contains("wheel"));
+
+        let mut r = Rules::default_rules();
+        r.merge_text(
+            "team.toml",
+            "[[separate]]\nname = \"gpu\"\ndistributions = [\"torch\"]\n",
+        )
+        .unwrap();
+        assert_eq!(r.separate.len(), 1, "same name: replaced, not added");
+        assert_eq!(r.separate[0].distributions, ["torch"]);
+        r.merge_text(
+            "team.toml",
+            "[[separate]]\nname = \"gpu\"\ndisabled = true\n",
+        )
+        .unwrap();
+        assert!(r.separate.is_empty());
+
+        let e = Rules::default_rules()
+            .merge_text(
+                "t.toml",
+                "[requirements]\nfrom = \"installed\"\nignore = { remove = [\"pip\"] }\n",
+            )
+            .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.message.contains("replace"), "{e}");
+        let e = Rules::default_rules()
+            .merge_text("t.toml", "[requirements]\nignore = { replace = [1] }\n")
+            .unwrap_err();
+        assert!(e.message.contains("`1` is not a distribution name"), "{e}");
+        let e = Rules::default_rules()
+            .merge_text(
+                "t.toml",
+                "[[separate]]\nname = \"gpu\"\ndisabled = true\nlabels = [\"x\"]\n",
+            )
+            .unwrap_err();
+        assert!(e.message.contains("disabled"), "{e}");
     }
 
     #[test]
