@@ -694,9 +694,24 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
             "{names:?}"
         );
     }
-    assert!(
-        !tmp.path().join("escape-00000000.json").exists()
-            && !tmp.path().join("all/escape").exists()
+    let listing = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listing(tmp.path()), ["all", "images.json", "live", "oci"]);
+    assert_eq!(
+        listing(&tmp.path().join("all")),
+        [
+            "export.json",
+            "inventory.json",
+            "migration",
+            "plan.json",
+            "runtime-images"
+        ]
     );
     assert_eq!(m["inputs"][0]["role"], "plan");
     assert_eq!(m["inputs"][1]["path"], "../inventory.json");

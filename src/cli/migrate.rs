@@ -307,7 +307,9 @@ pub(super) fn migration_inputs(
     ])
 }
 
-/// A file name for a flow: its name and a short id.
+/// A file name for a flow: its name (data, not a path: every character but letters,
+/// digits, `-` and `_` becomes `-`) and its whole id, so two flows of one name in two
+/// projects never share a file.
 fn slug(it: &migrate::Item) -> String {
     let base: String = it
         .title()
@@ -320,12 +322,7 @@ fn slug(it: &migrate::Item) -> String {
             }
         })
         .collect();
-    let id: String = it
-        .id
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .take(8)
-        .collect();
+    let id: String = it.id.chars().filter(char::is_ascii_alphanumeric).collect();
     format!("{base}-{id}")
 }
 
@@ -347,21 +344,33 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
     if ready.is_empty() {
         return Ok(());
     }
+    // one file per flow, whatever the names: a repeated slug gets a counter
+    let mut taken = std::collections::HashSet::new();
+    let slugs: Vec<String> = ready
+        .iter()
+        .map(|it| {
+            let base = slug(it);
+            let mut s = base.clone();
+            let mut n = 1;
+            while !taken.insert(s.clone()) {
+                n += 1;
+                s = format!("{base}-{n}");
+            }
+            s
+        })
+        .collect();
     if m.target == "prefect1" {
         let mut flows = vec![];
-        for it in &ready {
+        for (it, slug) in ready.iter().zip(&slugs) {
             let flow = &it.write["serialized_flow"];
-            super::write_json(&sub.join("flows").join(format!("{}.json", slug(it))), flow)?;
+            super::write_json(&sub.join("flows").join(format!("{}.json", slug)), flow)?;
             super::write_json(
-                &sub.join("graphql")
-                    .join(format!("{}.variables.json", slug(it))),
+                &sub.join("graphql").join(format!("{}.variables.json", slug)),
                 &it.write["create"],
             )?;
             flows.push(flow.clone());
             if let Some(patch) = &it.source_patch {
-                let p = sub
-                    .join("source-patches")
-                    .join(format!("{}.patch", slug(it)));
+                let p = sub.join("source-patches").join(format!("{}.patch", slug));
                 std::fs::create_dir_all(p.parent().expect("a folder"))?;
                 std::fs::write(&p, patch)
                     .with_context(|| format!("cannot write {}", p.display()))?;
@@ -373,9 +382,9 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
         )?;
     } else {
         let mut deployments = vec![];
-        for it in &ready {
+        for (it, slug) in ready.iter().zip(&slugs) {
             super::write_json(
-                &sub.join("patches").join(format!("{}.json", slug(it))),
+                &sub.join("patches").join(format!("{}.json", slug)),
                 &it.write,
             )?;
             deployments.push(migrate::prefect3::yaml_deployment(

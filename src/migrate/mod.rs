@@ -282,6 +282,10 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
             restore: Value::Null,
             source_patch: None,
         };
+        if flow.state == crate::inventory::FlowState::Paused {
+            item.notes
+                .push("the deployment is paused: it is migrated and stays paused".into());
+        }
         let file = check_flow_file(&mut item, flow, &inp, target);
         if let Some((file, _)) = &file {
             check_modules(&mut item, flow, file, &modules, &inp, target);

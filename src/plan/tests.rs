@@ -252,7 +252,9 @@ fn archived_versions_are_left_out_and_verification_refuses_them() {
     let mut tampered = s.plan.clone();
     let mut placement = tampered.flows[0].clone();
     placement.flow = inv.flows[0].key.clone();
-    tampered.runtime_images[0].members.push(placement.flow.clone());
+    tampered.runtime_images[0]
+        .members
+        .push(placement.flow.clone());
     tampered.flows.push(placement);
     let problems = verify::verify(&inv, &Rules::default_rules(), &tampered, &s.work.cat);
     assert!(
