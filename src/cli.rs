@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod audit;
+mod build;
 mod migrate;
 mod plan;
 mod report;
@@ -40,6 +41,8 @@ enum Command {
     /// Plan the fewest shared runtime images for the inventory's flows, and write each
     /// image's Dockerfile and pinned requirements.
     Plan(plan::PlanArgs),
+    /// Build the plan's runtime images from the scanned images' own files.
+    Build(Box<build::BuildArgs>),
     /// Audit report of image sprawl (JSON, Markdown, HTML, CSV), with the plan's effect
     /// and the trend since the last report. Exit 1 when a `--fail-on` rule is broken.
     Report(report::ReportArgs),
@@ -397,6 +400,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             run_scan(&inputs, &args)
         }
         Command::Plan(a) => plan::run(&a),
+        Command::Build(a) => build::run(&a),
         Command::Report(a) => report::run(&a),
         Command::Audit(a) => audit::run(&a),
         Command::Migrate(a) => migrate::run(&a),

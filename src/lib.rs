@@ -3,6 +3,7 @@
 //! The pipeline, one module per stage, each reading and writing a versioned JSON document:
 //! [`scan`] → [`inventory`] (later: plan → migrate, and report).
 
+pub mod build;
 pub mod cli;
 pub mod fixture;
 pub mod flows;

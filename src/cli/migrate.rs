@@ -246,7 +246,11 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
 /// The inventory the plan was made from, as the plan records it (`--inventory` may
 /// name where it is now), refused when its bytes changed since: a flow scanned again
 /// (a new version, an archived one) must be planned again before it is migrated.
-fn plan_inventory(plan: &Plan, plan_path: &Path, given: Option<&Path>) -> Result<PathBuf> {
+pub(super) fn plan_inventory(
+    plan: &Plan,
+    plan_path: &Path,
+    given: Option<&Path>,
+) -> Result<PathBuf> {
     use crate::provenance::{file_sha256, folder_of, resolve};
     let Some(recorded) = plan.inputs.iter().find(|i| i.role == "inventory") else {
         bail!(

@@ -18,6 +18,8 @@ pub use policy::{Policy, PolicyError};
 pub const DEFAULT_RULES: &str = include_str!("../../rules/default.toml");
 const DEFAULT_NAME: &str = "rules/default.toml (built in)";
 pub const SCHEMA: &str = "unsprawl/rules/v1";
+/// The built-in `[image] registry`: a placeholder nothing can be pushed to or pulled from.
+pub const PLACEHOLDER_REGISTRY: &str = "registry.example.com";
 
 /// Which of a flow's distributions its runtime image must provide.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -182,6 +182,7 @@ fn classify(path: &str) -> Option<Interest> {
             "PKG-INFO" => Some(Interest::Metadata),
             "top_level.txt" => Some(Interest::TopLevel),
             "requires.txt" => Some(Interest::EggRequires),
+            "installed-files.txt" => Some(Interest::Record),
             _ => None,
         };
     }
@@ -213,7 +214,7 @@ fn classify(path: &str) -> Option<Interest> {
 }
 
 /// Normalize a tar path: drop `./` and trailing `/`; refuse absolute paths and `..`.
-fn normalize(raw: &[u8]) -> Result<String, LayerError> {
+pub(crate) fn normalize(raw: &[u8]) -> Result<String, LayerError> {
     let s = String::from_utf8_lossy(raw);
     let mut parts: Vec<&str> = Vec::new();
     if s.starts_with('/') {
@@ -352,6 +353,14 @@ impl<R: BufRead> Decoder<R> {
             Decoder::Zstd(r) => r.finish(),
         }
     }
+}
+
+/// A layer blob's tar stream, decompressed as its magic bytes say (gzip, zstd or plain).
+pub(crate) fn decompressed<'a>(
+    blob: impl Read + Send + 'a,
+) -> Result<Box<dyn Read + Send + 'a>, LayerError> {
+    let d = Decoder::sniff(BufReader::with_capacity(256 << 10, blob))?;
+    Ok(Box::new(d))
 }
 
 fn corrupt(e: io::Error) -> LayerError {
@@ -561,6 +570,9 @@ fn read_fact<R: Read>(
         },
         Interest::TopLevel => FileFact::TopLevel {
             names: python::parse_top_level(&text()),
+        },
+        Interest::Record if path.ends_with("/installed-files.txt") => FileFact::Record {
+            summary: python::parse_installed_files(path, &text()),
         },
         Interest::Record => FileFact::Record {
             summary: python::parse_record(&text()),

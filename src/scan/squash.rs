@@ -15,7 +15,7 @@ use crate::inventory::{
 };
 
 /// The visible files: path → (index of the layer that wrote it, what it says).
-type View<'a> = BTreeMap<&'a str, (usize, &'a FileFact)>;
+pub(crate) type View<'a> = BTreeMap<&'a str, (usize, &'a FileFact)>;
 
 fn remove_tree(view: &mut View<'_>, dir: &str, include_self: bool) {
     if include_self {
@@ -34,7 +34,7 @@ fn remove_tree(view: &mut View<'_>, dir: &str, include_self: bool) {
     }
 }
 
-fn build_view<'a>(layers: &[&'a LayerFacts]) -> View<'a> {
+pub(crate) fn build_view<'a>(layers: &[&'a LayerFacts]) -> View<'a> {
     let mut view = View::new();
     for (i, layer) in layers.iter().enumerate() {
         for d in &layer.opaque_dirs {

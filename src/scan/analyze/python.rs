@@ -14,11 +14,25 @@ pub struct DistMetadata {
     pub requires_python: Option<String>,
 }
 
-/// What a `RECORD` file says: the import names its files provide and their total size.
+/// What a `RECORD` file says: the import names its files provide, their total size, and
+/// every file with its hash (what `unsprawl build` harvests and verifies).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RecordSummary {
     pub import_names: Vec<String>,
     pub bytes: Option<u64>,
+    #[serde(default)]
+    pub files: Vec<RecordEntry>,
+}
+
+/// One row of `RECORD`: a path relative to the site-packages directory (`../../../bin/x`
+/// for a console script), its `sha256=<urlsafe base64, no padding>` and size, when given.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RecordEntry {
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// Why a metadata file could not be used.
@@ -137,11 +151,24 @@ pub fn parse_record(text: &str) -> RecordSummary {
     let mut names = Vec::new();
     let mut bytes = 0u64;
     let mut sized = false;
+    let mut files = Vec::new();
     for row in rdr.records().flatten() {
         let Some(path) = row.get(0) else { continue };
-        if let Some(n) = row.get(2).and_then(|s| s.trim().parse::<u64>().ok()) {
+        let size = row.get(2).and_then(|s| s.trim().parse::<u64>().ok());
+        if let Some(n) = size {
             bytes += n;
             sized = true;
+        }
+        if !path.is_empty() {
+            files.push(RecordEntry {
+                path: path.to_string(),
+                hash: row
+                    .get(1)
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty())
+                    .map(str::to_string),
+                size,
+            });
         }
         if let Some(n) = import_name_of(path) {
             names.push(n);
@@ -152,6 +179,39 @@ pub fn parse_record(text: &str) -> RecordSummary {
     RecordSummary {
         import_names: names,
         bytes: sized.then_some(bytes),
+        files,
+    }
+}
+
+/// A legacy install's `*.egg-info/installed-files.txt` (one path a line, relative to the
+/// egg-info directory), as RECORD rows relative to site-packages, without hashes.
+pub fn parse_installed_files(path: &str, text: &str) -> RecordSummary {
+    let egg_dir = path
+        .rsplit_once('/')
+        .map(|(d, _)| d.rsplit('/').next().unwrap_or(d))
+        .unwrap_or("");
+    let mut files = vec![];
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        // resolve against `<site>/<egg dir>/`, then drop the `<site>/` again
+        let Some(rel) = crate::scan::layer::resolve_link(&format!("site/{egg_dir}/x"), line) else {
+            continue;
+        };
+        let Some(rel) = rel.strip_prefix("site/") else {
+            continue;
+        };
+        if rel == egg_dir {
+            continue; // `./`: the directory itself
+        }
+        files.push(RecordEntry {
+            path: rel.to_string(),
+            hash: None,
+            size: None,
+        });
+    }
+    RecordSummary {
+        import_names: vec![],
+        bytes: None,
+        files,
     }
 }
 
