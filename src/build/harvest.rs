@@ -334,7 +334,7 @@ mod tests {
         // `python -c "import hashlib,base64;print(base64.urlsafe_b64encode(hashlib.sha256(b'hello\\n').digest()).rstrip(b'='))"`
         assert_eq!(
             record_hash(b"hello\n"),
-            "sha256=WJG1tSLV3whtD_CxEPvZ0hu0_HyNsPfpTz6xnNwB9vI"
+            "sha256=WJG1tSLV3whtD_CxEPvZ0hu0_HFjrzTQgoai6Eb2vgM"
         );
     }
 
