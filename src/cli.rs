@@ -967,6 +967,22 @@ fn demo(out: &Path) -> Result<ExitCode> {
         .cloned()
         .and_then(|v| serde_json::from_value(v).ok())
         .unwrap_or_default();
+    // the runtime images, built from the scanned images' own files into an OCI layout,
+    // and seen there by the migration's runtime-image check
+    let runtime_dir = out.join("runtime-images.oci");
+    let built_note = build_demo_images(
+        &inv,
+        &solved.plan,
+        &plan_path,
+        &runtime_dir,
+        &out.join("cache"),
+    )?;
+    eprintln!("{built_note}");
+    let seen = crate::migrate::runtime_image::check(
+        &solved.plan,
+        &crate::migrate::runtime_image::Location::Layout(runtime_dir),
+        Some(out.join("cache")),
+    );
     let checkout = crate::migrate::gitref::Checkout::open(&repo_dir).map_err(anyhow::Error::msg)?;
     let git_ref = crate::migrate::gitref::decide(
         &crate::migrate::gitref::RefFrom::Branch(branch),
@@ -989,6 +1005,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         registrations: crate::migrate::Registrations::Prefect1(rows),
         registrations_from: export.into(),
         from_server: false,
+        runtime_images: &seen,
         default_run_config: "KubernetesRun".into(),
     });
     let migration_dir = out.join("migration");
@@ -1014,6 +1031,50 @@ fn demo(out: &Path) -> Result<ExitCode> {
     let written = report::write_report(&r, &report_dir, &report::ALL_FORMATS)?;
     eprintln!("report: {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's runtime images, on the layers their member images share.
+fn build_demo_images(
+    inv: &Inventory,
+    plan: &crate::plan::Plan,
+    plan_path: &Path,
+    dir: &Path,
+    cache: &Path,
+) -> Result<String> {
+    use crate::build::{self, BaseFrom, Options, source};
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let opts = Options {
+        base_from: BaseFrom::Members,
+        access: source::Access {
+            temp_dir: std::env::temp_dir(),
+            cache_root: Some(cache.to_path_buf()),
+            ..source::Access::default()
+        },
+        plan_digest: crate::provenance::file_sha256(plan_path)?,
+    };
+    let mut sources = source::Sources::default();
+    let mut built = vec![];
+    let mut lines = vec![];
+    for rt in &plan.runtime_images {
+        match build::build_image(inv, rt, &mut sources, &opts) {
+            Ok(b) => {
+                lines.push(format!("  built    {}  {}", b.name, b.manifest_digest));
+                built.push(b);
+            }
+            Err(e) => lines.push(format!("  refused  {e}")),
+        }
+    }
+    let refs: Vec<&build::Built> = built.iter().collect();
+    build::publish::write_layout(dir, &refs)?;
+    Ok(format!(
+        "build: {} of {} runtime image(s) → {}\n{}",
+        built.len(),
+        plan.runtime_images.len(),
+        dir.display(),
+        lines.join("\n")
+    ))
 }
 
 fn build_fixtures(a: &FixtureArgs) -> Result<ExitCode> {

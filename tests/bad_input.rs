@@ -371,7 +371,15 @@ fn migrate_refuses_bad_input_with_a_message() {
         "nothing written on refusal"
     );
     // and with the reference named, the dry run goes through (exit 1: three refused)
-    let (code, err) = migrate(&[&url[..], &export[..], &["--ref-from", "branch=main"]].concat());
+    let built = demo.join("runtime-images.oci");
+    let (code, err) = migrate(
+        &[
+            &url[..],
+            &export[..],
+            &["--ref-from", "branch=main", "--runtime-images", p(&built)],
+        ]
+        .concat(),
+    );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("1 ready, 3 refused"), "{err}");
 }

@@ -170,10 +170,24 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
     };
     scan_and_plan();
 
+    // the runtime images, built from the scanned image's own files into a layout
+    let runtime = tmp.path().join("runtime.oci");
+    ok(&[
+        "build",
+        p(&plan),
+        "-o",
+        p(&runtime),
+        "--base-from",
+        "members",
+        "--cache-dir",
+        p(&tmp.path().join("cache")),
+    ]);
     let out = tmp.path().join("migration");
     let base = [
         "migrate",
         p(&plan),
+        "--runtime-images",
+        p(&runtime),
         "--repo-host",
         "git.example.com",
         "--repo",
@@ -622,10 +636,21 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
     // migrate (from the export, a dry run): one Git-storage flow per live registration
     let out = tmp.path().join("all/migration");
     let export = tmp.path().join("all/export.json");
+    let runtime = tmp.path().join("all/runtime.oci");
+    ok(&[
+        "build",
+        p(&plan_path),
+        "-o",
+        p(&runtime),
+        "--base-from",
+        "members",
+    ]);
     let migrate = |extra: &[&str]| {
         let mut args = vec![
             "migrate",
             p(&plan_path),
+            "--runtime-images",
+            p(&runtime),
             "--repo-host",
             "git.example.com",
             "--repo",
@@ -710,7 +735,8 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
             "inventory.json",
             "migration",
             "plan.json",
-            "runtime-images"
+            "runtime-images",
+            "runtime.oci"
         ]
     );
     assert_eq!(m["inputs"][0]["role"], "plan");

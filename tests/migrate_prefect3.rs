@@ -169,10 +169,39 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         .unwrap()
         .to_string();
 
+    // before its runtime image exists, no deployment may move
     let out = tmp.path().join("migration");
+    let built = tmp.path().join("runtime.oci");
+    let mut unbuilt = vec![
+        "migrate",
+        p(&plan),
+        "--repo-url",
+        "https://git.example.com/platform/flows.git",
+        "--flows-repo",
+        p(git.path()),
+        "--runtime-images",
+        p(&built),
+        "-o",
+        p(&out),
+    ];
+    let o = run(&unbuilt);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("24 flows: 0 ready, 24 refused"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("is not built yet"), "{}", stderr(&o));
+    unbuilt.push("--apply");
+    let o = run(&unbuilt);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert_eq!(all_deployments(&server), original, "nothing written");
+    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
     let base = [
         "migrate",
         p(&plan),
+        "--runtime-images",
+        p(&built),
         "--repo-url",
         "https://git.example.com/platform/flows.git",
         "--flows-repo",

@@ -246,83 +246,89 @@ impl Pusher {
                 digest.to_string(),
             )
         };
-        self.runtime.block_on(async {
-            self.client
-                .auth(&r, &auth, RegistryOperation::Push)
-                .await
-                .map_err(|e| {
-                    err(format!(
-                        "the registry refused to let us push: {}",
-                        describe(&e)
-                    ))
-                })?;
-            let (mut uploaded, mut mounted) = (0, 0);
-            for base in &b.base {
-                let d = &base.desc.digest;
-                if self.client.blob_exists(&at(d), d).await.unwrap_or(false) {
+        // one request at a time on our runtime: a base blob read from a registry store
+        // blocks on that store's own runtime, so it is read outside ours
+        let rt = &self.runtime;
+        rt.block_on(self.client.auth(&r, &auth, RegistryOperation::Push))
+            .map_err(|e| {
+                err(format!(
+                    "the registry refused to let us push: {}",
+                    describe(&e)
+                ))
+            })?;
+        let (mut uploaded, mut mounted) = (0, 0);
+        for base in &b.base {
+            let d = &base.desc.digest;
+            if rt
+                .block_on(self.client.blob_exists(&at(d), d))
+                .unwrap_or(false)
+            {
+                continue;
+            }
+            // same registry: mount across repositories; a 202 (not mounted) or any
+            // refusal falls back to an upload
+            if base.found.source.kind == "registry"
+                && base.found.source.location == r.registry()
+                && let Some(from) = base.found.reference.as_deref()
+            {
+                let repo = repository_in(from, r.registry());
+                let src =
+                    Reference::with_digest(r.registry().to_string(), repo.to_string(), d.clone());
+                if rt.block_on(self.client.mount_blob(&at(d), &src, d)).is_ok() {
+                    mounted += 1;
                     continue;
                 }
-                // same registry: mount across repositories; a 202 (not mounted) or any
-                // refusal falls back to an upload
-                if base.found.source.kind == "registry"
-                    && base.found.source.location == r.registry()
-                    && let Some(from) = base.found.reference.as_deref()
-                {
-                    let repo = from.split(['@', ':']).next().unwrap_or(from);
-                    let src = Reference::with_digest(
-                        r.registry().to_string(),
-                        repo.to_string(),
-                        d.clone(),
-                    );
-                    if self.client.mount_blob(&at(d), &src, d).await.is_ok() {
-                        mounted += 1;
-                        continue;
-                    }
-                }
-                let mut data = vec![];
-                base.found
-                    .store
-                    .open(&base.key)
-                    .and_then(|mut rd| rd.read_to_end(&mut data))
-                    .map_err(|e| err(format!("cannot read base layer {d}: {e}")))?;
-                self.client
-                    .push_blob(&at(d), data, d)
-                    .await
-                    .map_err(|e| err(format!("cannot upload base layer {d}: {}", describe(&e))))?;
-                uploaded += 1;
             }
-            let config_digest = crate::scan::source::sha256_digest(&b.config);
-            for (digest, bytes) in [
-                (
-                    b.new_layer.desc.digest.as_str(),
-                    b.new_layer.blob.as_slice(),
-                ),
-                (config_digest.as_str(), b.config.as_slice()),
-            ] {
-                if self
-                    .client
-                    .blob_exists(&at(digest), digest)
-                    .await
-                    .unwrap_or(false)
-                {
-                    continue;
-                }
-                self.client
-                    .push_blob(&at(digest), bytes.to_vec(), digest)
-                    .await
-                    .map_err(|e| err(format!("cannot upload blob {digest}: {}", describe(&e))))?;
-                uploaded += 1;
+            let mut data = vec![];
+            base.found
+                .store
+                .open(&base.key)
+                .and_then(|mut rd| rd.read_to_end(&mut data))
+                .map_err(|e| err(format!("cannot read base layer {d}: {e}")))?;
+            rt.block_on(self.client.push_blob(&at(d), data, d))
+                .map_err(|e| err(format!("cannot upload base layer {d}: {}", describe(&e))))?;
+            uploaded += 1;
+        }
+        let config_digest = crate::scan::source::sha256_digest(&b.config);
+        for (digest, bytes) in [
+            (
+                b.new_layer.desc.digest.as_str(),
+                b.new_layer.blob.as_slice(),
+            ),
+            (config_digest.as_str(), b.config.as_slice()),
+        ] {
+            if rt
+                .block_on(self.client.blob_exists(&at(digest), digest))
+                .unwrap_or(false)
+            {
+                continue;
             }
-            self.client
-                .push_manifest_raw(
-                    &r,
-                    b.manifest.clone(),
-                    super::assemble::OCI_MANIFEST.parse().expect("a media type"),
-                )
-                .await
-                .map_err(|e| err(format!("cannot push the manifest: {}", describe(&e))))?;
-            Ok(Pushed::Pushed { uploaded, mounted })
-        })
+            rt.block_on(self.client.push_blob(&at(digest), bytes.to_vec(), digest))
+                .map_err(|e| err(format!("cannot upload blob {digest}: {}", describe(&e))))?;
+            uploaded += 1;
+        }
+        // the tag last: a crash before here leaves nothing tagged, and a re-run finishes
+        rt.block_on(self.client.push_manifest_raw(
+            &r,
+            b.manifest.clone(),
+            super::assemble::OCI_MANIFEST.parse().expect("a media type"),
+        ))
+        .map_err(|e| err(format!("cannot push the manifest: {}", describe(&e))))?;
+        Ok(Pushed::Pushed { uploaded, mounted })
+    }
+}
+
+/// The repository of a reference found in `host` (`host/team/app:tag` → `team/app`).
+fn repository_in<'a>(reference: &'a str, host: &str) -> &'a str {
+    let r = reference
+        .strip_prefix(host)
+        .and_then(|r| r.strip_prefix('/'))
+        .unwrap_or(reference);
+    let r = r.split('@').next().unwrap_or(r);
+    let slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match r[slash..].rfind(':') {
+        Some(i) => &r[..slash + i],
+        None => r,
     }
 }
 
@@ -345,6 +351,19 @@ fn describe(e: &oci_client::errors::OciDistributionError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repositories_of_found_references() {
+        assert_eq!(
+            repository_in("127.0.0.1:5000/team/app:1", "127.0.0.1:5000"),
+            "team/app"
+        );
+        assert_eq!(
+            repository_in("team/app@sha256:ab", "127.0.0.1:5000"),
+            "team/app"
+        );
+        assert_eq!(repository_in("app", "h"), "app");
+    }
 
     #[test]
     fn references_must_be_full_and_valid() {

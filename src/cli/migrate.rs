@@ -66,6 +66,13 @@ pub(super) struct MigrateArgs {
     /// [default: PREFECT__CLOUD__API_KEY for Prefect 1, PREFECT_API_KEY for Prefect 3].
     #[arg(long)]
     api_key_env: Option<String>,
+    /// The OCI layout `unsprawl build -o DIR` wrote the runtime images to [default: the
+    /// registry each image's name says].
+    #[arg(long, value_name = "DIR")]
+    runtime_images: Option<PathBuf>,
+    /// Talk plain HTTP to the runtime images' registry.
+    #[arg(long)]
+    plain_http: bool,
     /// Prefect 1: the run config type for flows whose run config names no image.
     #[arg(long, default_value = "KubernetesRun")]
     default_run_config: String,
@@ -210,6 +217,18 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     if a.apply && endpoint.is_none() {
         bail!("--apply needs a server: pass --api URL (an --export file can only be read)");
     }
+    let at = match &a.runtime_images {
+        Some(dir) => migrate::runtime_image::Location::Layout(dir.clone()),
+        None => migrate::runtime_image::Location::Registry {
+            plain_http: a.plain_http,
+            credentials: None,
+        },
+    };
+    let seen = migrate::runtime_image::check(
+        &plan,
+        &at,
+        Some(crate::scan::cache::LayerCache::default_root()),
+    );
     let m = migrate::prepare(Inputs {
         inventory: &inv,
         plan: &plan,
@@ -218,6 +237,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         registrations,
         registrations_from: from,
         from_server: endpoint.is_some(),
+        runtime_images: &seen,
         default_run_config: a.default_run_config.clone(),
     });
     let mut m = m;

@@ -13,6 +13,7 @@ pub mod gitref;
 pub mod journal;
 pub mod prefect1;
 pub mod prefect3;
+pub mod runtime_image;
 pub mod source_patch;
 
 use std::collections::{BTreeSet, HashMap};
@@ -199,6 +200,8 @@ pub struct Inputs<'a> {
     pub registrations_from: String,
     /// The registrations were just read from the server (not from an export file).
     pub from_server: bool,
+    /// What was seen of each runtime image (`runtime_image::check`).
+    pub runtime_images: &'a runtime_image::Verdicts,
     pub default_run_config: String,
 }
 
@@ -290,6 +293,7 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         if let Some((file, _)) = &file {
             check_modules(&mut item, flow, file, &modules, &inp, target);
         }
+        check_runtime_image(&mut item, flow, inp.runtime_images);
         match &inp.registrations {
             Registrations::Prefect1(_) => build_prefect1(
                 &mut item,
@@ -445,6 +449,41 @@ fn entrypoint_function(flow: &Flow) -> Option<String> {
         .and_then(Value::as_str)
         .and_then(|e| e.rsplit_once(':'))
         .map(|(_, f)| f.to_string())
+}
+
+/// The runtime image exists, is the one planned, and provides what this flow imports.
+fn check_runtime_image(item: &mut Item, flow: &Flow, seen: &runtime_image::Verdicts) {
+    let result = match seen.get(&item.runtime_image) {
+        None => Err(format!(
+            "{} was not looked at: nothing moves onto an image unsprawl has not seen",
+            item.runtime_image
+        )),
+        Some(Err(e)) => Err(e.clone()),
+        Some(Ok(s)) => {
+            let python = flow.requirement.as_ref().and_then(|r| r.python.as_deref());
+            let missing: Vec<&str> = flow
+                .requirement
+                .iter()
+                .flat_map(|r| {
+                    r.imported_modules
+                        .iter()
+                        .filter(|m| !r.local_modules.contains(m))
+                })
+                .map(String::as_str)
+                .filter(|m| !is_stdlib(m, python) && !s.modules.contains(*m))
+                .collect();
+            if missing.is_empty() {
+                Ok(s.detail.clone())
+            } else {
+                Err(format!(
+                    "{} as built provides no {}, which the flow imports",
+                    item.runtime_image,
+                    missing.join(", ")
+                ))
+            }
+        }
+    };
+    check(item, "runtime-image", result);
 }
 
 /// Which top-level modules each runtime image provides.

@@ -1,0 +1,399 @@
+//! `unsprawl build` end to end against a real registry (CNCF distribution): the demo's
+//! flow images pushed and scanned, a plan naming that registry, then migrate refuses
+//! until `build --push` has made the runtime images; they scan back to exactly the
+//! plan's pins, every RECORD file is there with its hash (checked here by code of the
+//! test's own, on the layout build wrote beside the push), a second build pushes
+//! nothing, and a build into a fresh layout gives the same digests.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::Path;
+
+use base64::Engine;
+use common::git_repo::{clean_command, stderr};
+use common::registry::{Auth, Registry, push_fixtures};
+use common::*;
+use serde_json::Value;
+use sha2::Digest;
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Every file of an image in an OCI layout, squashed (whiteouts and opaque dirs applied)
+/// by this test's own reading of the layers.
+fn squashed(layout: &Path, name: &str) -> HashMap<String, Vec<u8>> {
+    let index = json(&layout.join("index.json"));
+    let m = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == name)
+        .unwrap_or_else(|| panic!("{name} is not in the layout"));
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.trim_start_matches("sha256:"))
+    };
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(m["digest"].as_str().unwrap())).unwrap())
+            .unwrap();
+    let mut files: HashMap<String, Vec<u8>> = HashMap::new();
+    for l in manifest["layers"].as_array().unwrap() {
+        let bytes = std::fs::read(blob(l["digest"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))),
+            l["digest"].as_str().unwrap()
+        );
+        let reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(bytes.as_slice()))
+        } else {
+            Box::new(bytes.as_slice())
+        };
+        let mut layer: Vec<(String, Option<Vec<u8>>)> = vec![];
+        let mut t = tar::Archive::new(reader);
+        for e in t.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().display().to_string();
+            let path = path
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            if e.header().entry_type().is_file() {
+                let mut data = vec![];
+                e.read_to_end(&mut data).unwrap();
+                layer.push((path, Some(data)));
+            } else {
+                layer.push((path, None));
+            }
+        }
+        for (path, _) in &layer {
+            let (dir, file) = path.rsplit_once('/').unwrap_or(("", path));
+            if file == ".wh..wh..opq" {
+                files.retain(|p, _| !p.starts_with(&format!("{dir}/")));
+            } else if let Some(gone) = file.strip_prefix(".wh.") {
+                let gone = format!("{dir}/{gone}");
+                files.retain(|p, _| p != &gone && !p.starts_with(&format!("{gone}/")));
+            }
+        }
+        for (path, data) in layer {
+            if let Some(d) = data
+                && !path.rsplit('/').next().unwrap().starts_with(".wh.")
+            {
+                files.insert(path, d);
+            }
+        }
+    }
+    files
+}
+
+/// `a/b/../c` → `a/c`.
+fn norm(p: &str) -> String {
+    let mut parts: Vec<&str> = vec![];
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+#[test]
+fn runtime_images_are_built_pushed_proven_and_reproducible() {
+    let reg = Registry::start(Auth::None);
+    let host = reg.host();
+    push_fixtures(
+        &host,
+        &[],
+        &["team-a-flow-a", "team-b-flow-a-py310", "team-c-report"],
+        None,
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let cache = d.join("cache");
+    let demo = d.join("demo");
+    ok(&["demo", "-o", p(&demo)]);
+    let images = d.join("images.json");
+    ok(&[
+        "scan",
+        "registry",
+        &host,
+        "--plain-http",
+        "--cache-dir",
+        p(&cache),
+        "-o",
+        p(&images),
+    ]);
+    let inv = d.join("inventory.json");
+    let alias = format!("registry.local:5000={host}");
+    ok(&[
+        "scan",
+        "prefect1",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "--images",
+        p(&images),
+        "--registry-alias",
+        &alias,
+        "--flows-repo",
+        p(&demo.join("flows-repo")),
+        "-o",
+        p(&inv),
+    ]);
+    let rules = d.join("registry.toml");
+    std::fs::write(&rules, format!("[image]\nregistry = \"{host}/prefect\"\n")).unwrap();
+    let plan_path = d.join("plan/plan.json");
+    ok(&["plan", p(&inv), "--rules", p(&rules), "-o", p(&plan_path)]);
+    let plan = json(&plan_path);
+    let runtime: Vec<&Value> = plan["runtime_images"].as_array().unwrap().iter().collect();
+    assert_eq!(runtime.len(), 2);
+
+    // before the build: no flow is ready, each says its image is not built yet
+    let out = d.join("migration");
+    let migrate = || {
+        clean_command(&[
+            "migrate",
+            p(&plan_path),
+            "--repo-url",
+            "https://git.example.com/platform/flows.git",
+            "--flows-repo",
+            p(&demo.join("flows-repo")),
+            "--ref-from",
+            "branch=main",
+            "--export",
+            "fixtures/prefect1/export.graphql.json",
+            "--plain-http",
+            "-o",
+            p(&out),
+        ])
+        .output()
+        .unwrap()
+    };
+    let o = migrate();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("0 ready"), "{err}");
+    assert!(
+        err.contains("✗ runtime-image:") && err.contains("is not built yet"),
+        "{err}"
+    );
+    assert!(err.contains("unsprawl build PLAN --push"), "{err}");
+
+    // build and push (and write the same images into a layout, for the check below)
+    let layout = d.join("built.oci");
+    let build = |dest: &Path| {
+        clean_command(&[
+            "build",
+            p(&plan_path),
+            "--push",
+            "--plain-http",
+            "--base-from",
+            "members",
+            "--cache-dir",
+            p(&cache),
+            "-o",
+            p(dest),
+        ])
+        .output()
+        .unwrap()
+    };
+    let o = build(&layout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("2 built, 0 already in the registry, 0 refused"),
+        "{}",
+        stderr(&o)
+    );
+    // the base layers were in the same registry: mounted across repositories, not copied
+    let err = stderr(&o);
+    assert_eq!(
+        err.matches("mounted from the repository").count(),
+        2,
+        "{err}"
+    );
+    assert!(!err.contains(" 0 mounted"), "{err}");
+    let built = json(&layout.join("build.json"));
+    assert_eq!(built["schema"], "unsprawl/build/v1");
+
+    // the registry holds them, and our scanner finds exactly the pins (plus the base's
+    // packaging tools, which the rules leave unpinned)
+    let seen_path = d.join("runtime.json");
+    let refs: Vec<String> = runtime
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_string())
+        .collect();
+    let mut args = vec!["scan", "registry"];
+    args.extend(refs.iter().map(String::as_str));
+    args.extend(["--plain-http", "--no-cache", "-o", p(&seen_path)]);
+    ok(&args);
+    let seen = json(&seen_path);
+    for rt in &runtime {
+        let name = rt["name"].as_str().unwrap();
+        let img = seen["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| {
+                i["references"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r == name)
+            })
+            .unwrap_or_else(|| panic!("{name} is not in the registry"));
+        assert_eq!(img["status"], "ok");
+        assert_eq!(
+            img["config"]["labels"]["io.unsprawl.content-hash"],
+            rt["content_hash"]
+        );
+        let python = rt["python"].as_str().unwrap();
+        let mut dists: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for dist in img["contents"]["python"]["distributions"]
+            .as_array()
+            .unwrap()
+        {
+            if dist["python"].as_str().is_none_or(|p| p == python) {
+                dists
+                    .entry(dist["name"].as_str().unwrap().into())
+                    .or_default()
+                    .push(dist["version"].as_str().unwrap().into());
+            }
+        }
+        for pin in rt["requirements"].as_array().unwrap() {
+            let n = pin["name"].as_str().unwrap();
+            assert_eq!(
+                dists.remove(n),
+                Some(vec![pin["version"].as_str().unwrap().to_string()]),
+                "{name}: {n}"
+            );
+        }
+        let left: Vec<&String> = dists.keys().collect();
+        assert_eq!(
+            left,
+            ["pip", "setuptools", "wheel"],
+            "{name}: only the base's packaging tools beyond the pins"
+        );
+        let entry = built["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap();
+        assert_eq!(
+            img["manifest_digest"], entry["manifest_digest"],
+            "the registry has what the layout has"
+        );
+
+        // independent check: every RECORD row is in the image with its recorded hash
+        let files = squashed(&layout, name);
+        let site = format!("usr/local/lib/python{python}/site-packages");
+        let mut checked = 0;
+        for pin in rt["requirements"].as_array().unwrap() {
+            let (n, v) = (
+                pin["name"].as_str().unwrap(),
+                pin["version"].as_str().unwrap(),
+            );
+            let stem = n.replace('-', "_");
+            let lower = |s: &str| s.to_lowercase().replace(['-', '.'], "_");
+            let dist_dir = files
+                .keys()
+                .filter_map(|k| k.strip_prefix(&format!("{site}/")))
+                .filter_map(|k| k.split_once('/').map(|(d, _)| d))
+                .find(|d| {
+                    lower(d).starts_with(&format!("{}_{}", lower(&stem), lower(v)))
+                        && (d.ends_with(".dist-info") || d.ends_with(".egg-info"))
+                })
+                .unwrap_or_else(|| panic!("{name}: no dist-info for {n} {v}"))
+                .to_string();
+            if dist_dir.ends_with(".egg-info") {
+                let list = String::from_utf8(
+                    files[&format!("{site}/{dist_dir}/installed-files.txt")].clone(),
+                )
+                .unwrap();
+                for l in list.lines().filter(|l| *l != "./") {
+                    assert!(
+                        files.contains_key(&norm(&format!("{site}/{dist_dir}/{l}"))),
+                        "{name}: {n}: {l}"
+                    );
+                    checked += 1;
+                }
+                continue;
+            }
+            let record =
+                String::from_utf8(files[&format!("{site}/{dist_dir}/RECORD")].clone()).unwrap();
+            for row in record.lines() {
+                let cols: Vec<&str> = row.split(',').collect();
+                let path = norm(&format!("{site}/{}", cols[0]));
+                let data = files
+                    .get(&path)
+                    .unwrap_or_else(|| panic!("{name}: {n}: {path} missing"));
+                if let Some(h) = cols.get(1).filter(|h| !h.is_empty()) {
+                    let actual = format!(
+                        "sha256={}",
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .encode(sha2::Sha256::digest(data))
+                    );
+                    assert_eq!(&actual, h, "{name}: {path}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "{name}: {checked} files checked");
+    }
+
+    // a second build pushes nothing; a build into a fresh layout gives the same digests
+    let again = d.join("again.oci");
+    let o = build(&again);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("0 built, 2 already in the registry"),
+        "{}",
+        stderr(&o)
+    );
+    let digests = |b: &Value| -> Vec<String> {
+        b["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["manifest_digest"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(digests(&json(&again.join("build.json"))), digests(&built));
+
+    // now the migration sees them: the flow that can move is ready
+    let o = migrate();
+    let err = stderr(&o);
+    assert!(err.contains("1 ready"), "{err}");
+    let m = json(&out.join("migration.json"));
+    let report = m["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "report")
+        .unwrap();
+    let check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "runtime-image")
+        .unwrap();
+    assert_eq!(check["ok"], true, "{check}");
+
+    // the demo's plan names the placeholder registry: pushing there is refused, naming the fix
+    let o = clean_command(&["build", p(&demo.join("plan.json")), "--push"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("placeholder registry") && stderr(&o).contains("[image] registry"),
+        "{}",
+        stderr(&o)
+    );
+}
