@@ -948,8 +948,10 @@ fn demo(out: &Path) -> Result<ExitCode> {
     write_json(&inv_path, &inv)?;
     print_flow_summary(&inv, &inv_path);
 
-    // the runtime images those flows need, under the built-in rules
-    let rules = crate::rules::Rules::default_rules();
+    // the runtime images those flows need, under the built-in rules, named in a registry
+    // of this machine (the demo builds them into an OCI layout, pushes nothing)
+    let mut rules = crate::rules::Rules::default_rules();
+    rules.image.registry = "localhost/unsprawl-demo".into();
     let opts = crate::plan::Options {
         timestamp: false,
         ..crate::plan::Options::default()

@@ -386,8 +386,16 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
         .unwrap();
     assert_eq!(check["ok"], true, "{check}");
 
-    // the demo's plan names the placeholder registry: pushing there is refused, naming the fix
-    let o = clean_command(&["build", p(&demo.join("plan.json")), "--push"])
+    // a plan naming the placeholder registry (as an audit's may): pushing there is refused,
+    // naming the fix
+    let text = std::fs::read_to_string(demo.join("plan.json")).unwrap();
+    let placeholder = demo.join("placeholder-plan.json");
+    std::fs::write(
+        &placeholder,
+        text.replace("localhost/unsprawl-demo", "registry.example.com/prefect"),
+    )
+    .unwrap();
+    let o = clean_command(&["build", p(&placeholder), "--push"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2));

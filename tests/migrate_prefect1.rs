@@ -166,7 +166,14 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
             p(&inv),
         ]);
         assert!(o.status.success(), "{}", stderr(&o));
-        ok(&["plan", p(&inv), "-o", p(&plan)]);
+        ok(&[
+            "plan",
+            "--image-registry",
+            "registry.local:5000/prefect",
+            p(&inv),
+            "-o",
+            p(&plan),
+        ]);
     };
     scan_and_plan();
 
@@ -540,7 +547,14 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
             p(&inv),
         ]);
         let plan = d.join("plan.json");
-        ok(&["plan", p(&inv), "-o", p(&plan)]);
+        ok(&[
+            "plan",
+            "--image-registry",
+            "registry.local:5000/prefect",
+            p(&inv),
+            "-o",
+            p(&plan),
+        ]);
         let read = |f: &std::path::Path| -> Value {
             serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap()
         };

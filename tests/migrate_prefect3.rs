@@ -140,7 +140,14 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     assert_eq!(inv_doc["flow_links"]["already_migrated"], json!([key]));
     assert_eq!(inv_doc["flow_links"]["dangling"], json!([]));
     let plan = tmp.path().join("plan.json");
-    ok(&["plan", p(&inv), "-o", p(&plan)]);
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&plan),
+    ]);
     let report_dir = tmp.path().join("report");
     ok(&[
         "report",

@@ -24,7 +24,14 @@ fn fixture_plans_have_the_known_optimum() {
     let tmp = tempfile::tempdir().unwrap();
     let inv = demo_inventory(tmp.path());
     let out = tmp.path().join("relaxed/plan.json");
-    ok(&["plan", p(&inv), "-o", p(&out)]);
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&out),
+    ]);
     let plan = read_plan(&out);
     assert_eq!(plan.schema, "unsprawl/plan/v2");
     let s = &plan.summary;
@@ -89,7 +96,16 @@ fn fixture_plans_have_the_known_optimum() {
     let pinned = tmp.path().join("pin-pip.toml");
     std::fs::write(&pinned, "[requirements]\nignore = { replace = [] }\n").unwrap();
     let out_pip = tmp.path().join("pin-pip/plan.json");
-    ok(&["plan", p(&inv), "--rules", p(&pinned), "-o", p(&out_pip)]);
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "--rules",
+        p(&pinned),
+        "-o",
+        p(&out_pip),
+    ]);
     let with_pip = read_plan(&out_pip);
     assert_eq!(with_pip.inputs[1].role, "rules");
     for img in &with_pip.runtime_images {
@@ -108,13 +124,30 @@ fn fixture_plans_have_the_known_optimum() {
     let strict = tmp.path().join("strict.toml");
     std::fs::write(&strict, "[versions]\ndefault = \"exact\"\n").unwrap();
     let out2 = tmp.path().join("strict/plan.json");
-    ok(&["plan", p(&inv), "--rules", p(&strict), "-o", p(&out2)]);
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "--rules",
+        p(&strict),
+        "-o",
+        p(&out2),
+    ]);
     let s = read_plan(&out2).summary;
     assert_eq!((s.runtime_images, s.lower_bound, s.optimal), (3, 3, true));
 
     // --strict: unplanned flows make exit code 1 (the plan is still written)
     let out3 = tmp.path().join("strict-exit/plan.json");
-    let r = unsprawl(&["plan", p(&inv), "--strict", "-o", p(&out3)]);
+    let r = unsprawl(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "--strict",
+        "-o",
+        p(&out3),
+    ]);
     assert_eq!(r.status.code(), Some(1));
     assert!(out3.exists());
 }
@@ -172,6 +205,31 @@ fn bad_rules_point_at_the_line_and_nothing_is_written() {
     let r = unsprawl(&["plan", p(&bad)]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("is not JSON"));
+
+    // the built-in placeholder registry is refused, saying how to name yours
+    let out = tmp.path().join("placeholder/plan.json");
+    let r = unsprawl(&["plan", p(&inv), "-o", p(&out)]);
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("placeholder registry")
+            && err.contains("--image-registry")
+            && err.contains("[image]"),
+        "{err}"
+    );
+    assert!(!out.exists() && !tmp.path().join("placeholder/runtime-images").exists());
+    for bad in [
+        "https://registry.local/prefect",
+        "Registry.Local/Prefect",
+        "justaname",
+    ] {
+        let r = unsprawl(&["plan", p(&inv), "--image-registry", bad, "-o", p(&out)]);
+        assert_eq!(r.status.code(), Some(2), "{bad}");
+        assert!(
+            String::from_utf8_lossy(&r.stderr).contains("expected HOST[:PORT][/PATH]"),
+            "{bad}"
+        );
+    }
 }
 
 #[test]
@@ -181,7 +239,14 @@ fn a_folder_unsprawl_did_not_write_is_never_replaced() {
     let mine = tmp.path().join("mine/runtime-images");
     std::fs::create_dir_all(&mine).unwrap();
     std::fs::write(mine.join("notes.txt"), "keep me").unwrap();
-    let r = unsprawl(&["plan", p(&inv), "-o", p(&tmp.path().join("mine/plan.json"))]);
+    let r = unsprawl(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&tmp.path().join("mine/plan.json")),
+    ]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("was not written by unsprawl"));
     assert_eq!(
@@ -193,8 +258,24 @@ fn a_folder_unsprawl_did_not_write_is_never_replaced() {
     let out = tmp.path().join("ours/plan.json");
     let strict = tmp.path().join("strict.toml");
     std::fs::write(&strict, "[versions]\ndefault = \"exact\"\n").unwrap();
-    ok(&["plan", p(&inv), "--rules", p(&strict), "-o", p(&out)]);
-    ok(&["plan", p(&inv), "-o", p(&out)]);
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "--rules",
+        p(&strict),
+        "-o",
+        p(&out),
+    ]);
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&out),
+    ]);
     let dirs = std::fs::read_dir(tmp.path().join("ours/runtime-images"))
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().is_dir())

@@ -16,6 +16,10 @@ use crate::scan::{self, Input, ScanOptions, progress::ProgressMode};
 #[command(group(clap::ArgGroup::new("images").required(true).multiple(true)
     .args(["oci_dir", "archive", "registry", "engine"])))]
 pub(super) struct AuditArgs {
+    /// The registry runtime images are named in (as `plan --image-registry`); without it
+    /// the audit's plan keeps the rules' name, and only counts.
+    #[arg(long, value_name = "HOST/PATH")]
+    image_registry: Option<String>,
     /// OCI layouts to scan.
     #[arg(long = "oci-dir", value_name = "PATH")]
     oci_dir: Vec<PathBuf>,
@@ -118,7 +122,10 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     super::write_json(&inv_path, &inv)?;
 
     let files: Vec<&std::path::Path> = a.rules.iter().map(PathBuf::as_path).collect();
-    let rules = crate::rules::Rules::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rules = crate::rules::Rules::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(r) = &a.image_registry {
+        rules.image.registry = super::plan::checked_registry(r)?;
+    }
     let plan = if inv.flows.is_empty() {
         None
     } else {

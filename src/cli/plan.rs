@@ -35,6 +35,10 @@ pub(super) struct PlanArgs {
     /// Exit 1 when some flows could not be planned.
     #[arg(long)]
     strict: bool,
+    /// The registry (and path) runtime images are named in, e.g.
+    /// `registry.company.com/prefect`; overrides the rules' `[image] registry`.
+    #[arg(long, value_name = "HOST/PATH")]
+    image_registry: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -72,7 +76,24 @@ fn parse_bytes(s: &str) -> Result<u64, String> {
 pub(super) fn run(a: &PlanArgs) -> Result<ExitCode> {
     let inv = Inventory::read(&a.inventory)?;
     let files: Vec<&Path> = a.rules.iter().map(PathBuf::as_path).collect();
-    let rules = Rules::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut rules = Rules::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(r) = &a.image_registry {
+        rules.image.registry = checked_registry(r)?;
+    }
+    // a plan names images to build and run: never in a registry that cannot exist
+    if a.explain.is_none()
+        && rules
+            .image
+            .registry
+            .starts_with(crate::rules::PLACEHOLDER_REGISTRY)
+    {
+        anyhow::bail!(
+            "the runtime images would be named in the placeholder registry {:?} of the built-in rules: \
+             say where yours go with `--image-registry HOST/PATH` or in a rules file \
+             (`[image]` `registry = \"registry.company.com/prefect\"`)",
+            rules.image.registry
+        );
+    }
     let opts = Options {
         objective: match a.objective {
             ObjectiveArg::Images => Objective::Images,
@@ -98,6 +119,29 @@ pub(super) fn run(a: &PlanArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `host[:port]/path`: a registry host and an optional repository path, lower case.
+pub(super) fn checked_registry(r: &str) -> Result<String> {
+    let r = r.trim_end_matches('/');
+    let (host, path) = r.split_once('/').unwrap_or((r, ""));
+    let host_ok = !host.is_empty()
+        && (host.contains(['.', ':']) || host == "localhost")
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
+    let path_ok = path.split('/').all(|c| {
+        path.is_empty()
+            || (!c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch)))
+    });
+    if r.contains("://") || !host_ok || !path_ok {
+        anyhow::bail!(
+            "--image-registry {r:?}: expected HOST[:PORT][/PATH] with a dotted host, a port or localhost, and a lower-case path (e.g. registry.company.com/prefect)"
+        );
+    }
+    Ok(r.to_string())
 }
 
 /// The inventory and rules files, recorded relative to where the plan goes.
