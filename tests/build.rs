@@ -405,3 +405,134 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
         stderr(&o)
     );
 }
+
+/// One Prefect 1 flow version on Docker storage naming `image:tag`.
+fn docker_row(id: usize, name: &str, image: &str, tag: &str) -> Value {
+    serde_json::json!({
+        "id": format!("00000000-0000-4000-8000-{id:012}"), "name": name, "version": 1,
+        "version_group_id": format!("vg-{name}"), "archived": false,
+        "storage": {"type": "Docker", "image_name": image, "image_tag": tag, "registry_url": null},
+        "run_config": {"type": "KubernetesRun", "labels": []},
+        "project": {"id": "p", "name": "team"},
+        "flow_group": {"id": format!("fg-{name}"), "name": format!("vg-{name}"), "labels": null, "run_config": null},
+    })
+}
+
+#[test]
+fn a_file_changed_after_install_refuses_its_image_and_the_others_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(
+        &["fixtures/build-bad"],
+        &["--oci", p(&oci)],
+        &["team-a-flow-a", "patched-after-install"],
+    );
+    let images = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&images)]);
+    let export = d.join("export.json");
+    let rows = vec![
+        docker_row(1, "etl", "registry.local:5000/team/flow-a", "2023-01-01"),
+        docker_row(2, "patched", "bad/patched-after-install", "1"),
+    ];
+    std::fs::write(
+        &export,
+        serde_json::json!({"data": {"flow": rows}}).to_string(),
+    )
+    .unwrap();
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect1",
+        "--export",
+        p(&export),
+        "--images",
+        p(&images),
+        "-o",
+        p(&inv),
+    ]);
+    let plan_path = d.join("plan.json");
+    ok(&[
+        "plan",
+        p(&inv),
+        "--image-registry",
+        "registry.local:5000/prefect",
+        "-o",
+        p(&plan_path),
+    ]);
+    let plan = json(&plan_path);
+    let name_for = |python: &str| -> String {
+        plan["runtime_images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["python"] == python)
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (good, bad) = (name_for("3.11"), name_for("3.10"));
+
+    let layout = d.join("rt.oci");
+    let o = clean_command(&[
+        "build",
+        p(&plan_path),
+        "--base-from",
+        "members",
+        "--cache-dir",
+        p(&d.join("cache")),
+        "-o",
+        p(&layout),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 built, 0 already in the registry, 1 refused"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{bad}: pandas 1.5.3 in bad/patched-after-install:1: pandas/__init__.py does not match its RECORD hash")),
+        "{err}"
+    );
+    let built = json(&layout.join("build.json"));
+    let status = |n: &str| {
+        built["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == n)
+            .unwrap()["status"]
+            .clone()
+    };
+    assert_eq!(
+        (status(&good), status(&bad)),
+        (Value::from("built"), Value::from("refused"))
+    );
+
+    // the runtime-image check: the refused one is not built yet; an image that carries
+    // another content hash under its name differs from the plan
+    let plan_doc: unsprawl::plan::Plan = serde_json::from_value(plan.clone()).unwrap();
+    use unsprawl::migrate::runtime_image::{Location, check};
+    let seen = check(&plan_doc, &Location::Layout(layout.clone()), None);
+    assert!(seen[&good].is_ok(), "{:?}", seen[&good]);
+    assert!(
+        seen[&bad]
+            .as_ref()
+            .unwrap_err()
+            .contains("is not built yet"),
+        "{:?}",
+        seen[&bad]
+    );
+    let index_path = layout.join("index.json");
+    let index = std::fs::read_to_string(&index_path).unwrap();
+    std::fs::write(&index_path, index.replace(&good, &bad)).unwrap();
+    let seen = check(&plan_doc, &Location::Layout(layout), None);
+    let e = seen[&bad].as_ref().unwrap_err();
+    assert!(
+        e.contains("exists but differs from the plan") && e.contains("io.unsprawl.content-hash"),
+        "{e}"
+    );
+}
