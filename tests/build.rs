@@ -386,6 +386,42 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
         .unwrap();
     assert_eq!(check["ok"], true, "{check}");
 
+    // a registry that refuses our push (basic auth, no credentials): refused, nothing tagged
+    let locked = Registry::start(Auth::Basic {
+        user: "ci".into(),
+        password: "s3cret-pw".into(),
+    });
+    let locked_plan = d.join("locked/plan.json");
+    ok(&[
+        "plan",
+        p(&inv),
+        "--image-registry",
+        &format!("{}/prefect", locked.host()),
+        "-o",
+        p(&locked_plan),
+    ]);
+    let o = clean_command(&[
+        "build",
+        p(&locked_plan),
+        "--push",
+        "--plain-http",
+        "--base-from",
+        "members",
+        "--cache-dir",
+        p(&cache),
+    ])
+    .env("DOCKER_CONFIG", d.join("no-docker-config"))
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("0 built, 0 already in the registry, 2 refused"),
+        "{err}"
+    );
+    assert!(err.contains("push failed") && err.contains("401"), "{err}");
+    assert!(!err.contains("s3cret-pw"));
+
     // a plan naming the placeholder registry (as an audit's may): pushing there is refused,
     // naming the fix
     let text = std::fs::read_to_string(demo.join("plan.json")).unwrap();
@@ -514,6 +550,18 @@ fn a_file_changed_after_install_refuses_its_image_and_the_others_build() {
 
     // the runtime-image check: the refused one is not built yet; an image that carries
     // another content hash under its name differs from the plan
+    // the default base is the rules' python:3.x-slim image, which nobody scanned here
+    let o = clean_command(&["build", p(&plan_path), "-o", p(&d.join("rules-base.oci"))])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("its base python:3.11-slim-bookworm is in no scanned source")
+            && stderr(&o).contains("--base-from members"),
+        "{}",
+        stderr(&o)
+    );
+
     let plan_doc: unsprawl::plan::Plan = serde_json::from_value(plan.clone()).unwrap();
     use unsprawl::migrate::runtime_image::{Location, check};
     let seen = check(&plan_doc, &Location::Layout(layout.clone()), None);
