@@ -29,28 +29,16 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn build_corpus(dir: &Path) -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let mut key = include_str!("../src/fixture/build.rs").to_string();
-    for d in ["fixtures/bench", "fixtures/bench-build"] {
-        for e in std::fs::read_dir(root.join(d))? {
-            key.push_str(&std::fs::read_to_string(e?.path())?);
-        }
-    }
-    let stamp = dir.join("specs.stamp");
-    let hash = unsprawl::scan::source::sha256_digest(key.as_bytes());
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(hash.as_str()) {
-        return Ok(());
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    let specs = fixture::load_specs(&[
-        &root.join("fixtures/bench"),
-        &root.join("fixtures/bench-build"),
-    ])?;
-    let files = DirFiles(root.join("fixtures"));
-    let image = Corpus::new(specs, &files).build("bench-ml")?;
-    fixture::write_oci_layout(&dir.join("oci"), &[image])?;
-    std::fs::write(stamp, hash)?;
-    Ok(())
+    common::build_once(dir, &["fixtures/bench", "fixtures/bench-build"], || {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let specs = fixture::load_specs(&[
+            &root.join("fixtures/bench"),
+            &root.join("fixtures/bench-build"),
+        ])?;
+        let files = DirFiles(root.join("fixtures"));
+        let image = Corpus::new(specs, &files).build("bench-ml")?;
+        fixture::write_oci_layout(&dir.join("oci"), &[image])
+    })
 }
 
 /// One flow registration on the corpus image (Docker storage names it).

@@ -32,24 +32,13 @@ fn corpus_dir() -> PathBuf {
 }
 
 fn build_corpus(dir: &Path) -> anyhow::Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    // rebuild when the specs or the builder change: their text is the cache key
-    let mut key = include_str!("../src/fixture/build.rs").to_string();
-    for e in std::fs::read_dir(root.join("fixtures/bench"))? {
-        key.push_str(&std::fs::read_to_string(e?.path())?);
-    }
-    let stamp = dir.join("specs.stamp");
-    let hash = unsprawl::scan::source::sha256_digest(key.as_bytes());
-    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(hash.as_str()) {
-        return Ok(());
-    }
-    let _ = std::fs::remove_dir_all(dir);
-    let specs = fixture::load_specs(&[&root.join("fixtures/bench")])?;
-    let files = DirFiles(root.join("fixtures"));
-    let images = Corpus::new(specs, &files).build_all()?;
-    fixture::write_oci_layout(&dir.join("oci"), &images)?;
-    std::fs::write(stamp, hash)?;
-    Ok(())
+    common::build_once(dir, &["fixtures/bench"], || {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let specs = fixture::load_specs(&[&root.join("fixtures/bench")])?;
+        let files = DirFiles(root.join("fixtures"));
+        let images = Corpus::new(specs, &files).build_all()?;
+        fixture::write_oci_layout(&dir.join("oci"), &images)
+    })
 }
 
 /// Every distinct layer blob of the layout, with its size.

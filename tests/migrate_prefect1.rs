@@ -251,7 +251,7 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
                 f["run_config"]["image"]
                     .as_str()
                     .unwrap()
-                    .starts_with("registry.example.com/")
+                    .starts_with("registry.local:5000/prefect/")
             );
             assert_eq!(
                 f["edges"].as_array().unwrap().len(),
@@ -311,7 +311,7 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
     let patch = std::fs::read_to_string(&patches[0]).unwrap();
     assert!(patch.contains("+    storage=Git(repo=\"platform/flows\", flow_path=\"flows/team-c/flow_1.py\", repo_host=\"git.example.com\", tag=\"flows-2024.11\", git_token_secret_name=\"GIT_TOKEN\"),"), "{patch}");
     assert!(
-        patch.contains("+    run_config=KubernetesRun(image=\"registry.example.com/"),
+        patch.contains("+    run_config=KubernetesRun(image=\"registry.local:5000/prefect/"),
         "{patch}"
     );
     assert!(

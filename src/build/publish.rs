@@ -137,6 +137,19 @@ pub fn reference(name: &str) -> Result<Reference, PublishError> {
     ))
 }
 
+/// An oci-client for pushing: plain HTTP or HTTPS, each blob in one request.
+pub fn push_client(plain_http: bool) -> Client {
+    Client::new(oci_client::client::ClientConfig {
+        protocol: if plain_http {
+            oci_client::client::ClientProtocol::Http
+        } else {
+            oci_client::client::ClientProtocol::Https
+        },
+        use_monolithic_push: true,
+        ..Default::default()
+    })
+}
+
 /// A registry client for pushing.
 pub struct Pusher {
     client: Client,
@@ -159,17 +172,8 @@ impl Pusher {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-        let client = Client::new(oci_client::client::ClientConfig {
-            protocol: if plain_http {
-                oci_client::client::ClientProtocol::Http
-            } else {
-                oci_client::client::ClientProtocol::Https
-            },
-            use_monolithic_push: true,
-            ..Default::default()
-        });
         Ok(Pusher {
-            client,
+            client: push_client(plain_http),
             runtime,
             credentials,
         })
