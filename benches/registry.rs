@@ -206,7 +206,14 @@ fn measure(cmd: &mut Command) -> (Duration, u64) {
 
 fn unsprawl_scan(host: &str, cache: Option<&Path>) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
-    c.args(["scan", "registry", host, "--plain-http", "-o", "/dev/null"]);
+    // a real file: the atomic writer replaces its target, and as root /dev/null would be
+    // replaced by a regular file
+    let out = std::env::temp_dir().join(format!(
+        "unsprawl-bench-registry-{}.json",
+        std::process::id()
+    ));
+    c.args(["scan", "registry", host, "--plain-http", "-o"])
+        .arg(out);
     match cache {
         Some(dir) => c.arg("--cache-dir").arg(dir),
         None => c.arg("--no-cache"),

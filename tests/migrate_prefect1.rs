@@ -769,3 +769,79 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
     );
     assert!(err.contains("unsprawl plan"), "{err}");
 }
+
+/// The idempotency key we send equals the one Prefect 1.4.1's own
+/// `register_serialized_flow` computes, on flows with floats in exponent form, non-ASCII
+/// text, nested empty containers, large integers and keys that sort differently.
+#[test]
+fn idempotency_keys_equal_what_prefect_1_4_1_computes() {
+    let base: Value = serde_json::from_str(include_str!(
+        "../fixtures/prefect1/flow_docker_k8s.serialized.json"
+    ))
+    .unwrap();
+    let extras = [
+        json!(1e-05),
+        json!(0.1),
+        json!(1e100),
+        json!(-2.5e-300),
+        json!(123456789012345678_i64),
+        json!(3.0),
+        json!("Zürich — 東京 🚀"),
+        json!("quote \" and \\ backslash\n"),
+        json!({}),
+        json!([]),
+        json!({"a": {"b": [[], {}]}}),
+        json!([1, "two", null, true, 2.5]),
+        json!({"Z": 1, "a": 2, "_": 3, "é": 4}),
+        json!(null),
+        json!(false),
+        json!(-0.0),
+        json!(1.5e-7),
+        json!("\u{7f}\u{1b}"),
+        json!({"nested": {"deep": {"deeper": {"x": 1e21}}}}),
+        json!([0.000001, 1e16, 12345.678]),
+        json!(""),
+        json!(u64::MAX),
+    ];
+    let flows: Vec<Value> = extras
+        .iter()
+        .enumerate()
+        .map(|(i, extra)| {
+            let mut f = base.clone();
+            f["name"] = json!(format!("flow-{i}"));
+            f["parameters"] = json!([{"name": "p", "default": extra, "required": false}]);
+            f["environment"] = json!({"labels": [], "metadata": {"x": extra}});
+            f
+        })
+        .collect();
+    assert!(flows.len() >= 20);
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("flows.json");
+    std::fs::write(&file, serde_json::to_string(&flows).unwrap()).unwrap();
+    let out = std::process::Command::new(common::prefect1::venv().join("bin/python"))
+        .arg(common::repo().join("tests/tools/prefect1_idempotency_keys.py"))
+        .arg(&file)
+        .env("HOME", tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let theirs: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(theirs.len(), flows.len());
+    // the document's own JSON, read back as Prefect reads it
+    let ours: Vec<String> =
+        serde_json::from_str::<Vec<Value>>(&std::fs::read_to_string(&file).unwrap())
+            .unwrap()
+            .iter()
+            .map(unsprawl::migrate::prefect1::idempotency_key)
+            .collect();
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert_eq!(a, b, "flow {i} with {}", extras[i]);
+    }
+}

@@ -248,18 +248,53 @@ pub fn python_json(v: &Value) -> String {
     out
 }
 
+/// A float as Python's `repr` writes it: the shortest digits that read back the same,
+/// fixed notation when the decimal point falls within 16 places (`0.0001`, `3.0`,
+/// `1234567890123456.0`), else `d.ddde±XX` (`1e-05`, `1.5e-07`, `1e+16`).
+pub fn python_float(f: f64) -> String {
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    // Rust's `{:e}` is the shortest round-trip form too: `1.2345678e4`
+    let sci = format!("{:e}", f.abs());
+    let (mantissa, exp) = sci.split_once('e').expect("`{:e}` has an exponent");
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let exp: i32 = exp.parse().expect("an integer exponent");
+    let decpt = exp + 1; // the value is 0.DIGITS × 10^decpt
+    let sign = if f < 0.0 { "-" } else { "" };
+    let n = digits.len() as i32;
+    let body = if -4 < decpt && decpt <= 16 {
+        if decpt <= 0 {
+            format!("0.{}{digits}", "0".repeat((-decpt) as usize))
+        } else if decpt >= n {
+            format!("{digits}{}.0", "0".repeat((decpt - n) as usize))
+        } else {
+            format!(
+                "{}.{}",
+                &digits[..decpt as usize],
+                &digits[decpt as usize..]
+            )
+        }
+    } else {
+        let (first, rest) = digits.split_at(1);
+        let e = decpt - 1;
+        format!(
+            "{first}{}{rest}e{}{:02}",
+            if rest.is_empty() { "" } else { "." },
+            if e < 0 { '-' } else { '+' },
+            e.abs()
+        )
+    };
+    format!("{sign}{body}")
+}
+
 fn write_py(v: &Value, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => {
             if let Some(f) = n.as_f64().filter(|_| n.is_f64()) {
-                // Python prints integral floats with a ".0"
-                if f.fract() == 0.0 && f.abs() < 1e16 {
-                    out.push_str(&format!("{f:.1}"));
-                } else {
-                    out.push_str(&n.to_string());
-                }
+                out.push_str(&python_float(f));
             } else {
                 out.push_str(&n.to_string());
             }
@@ -275,6 +310,7 @@ fn write_py(v: &Value, out: &mut String) {
                     '\t' => out.push_str("\\t"),
                     '\u{8}' => out.push_str("\\b"),
                     '\u{c}' => out.push_str("\\f"),
+                    // ensure_ascii escapes everything outside ' '..='~' (DEL too)
                     c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
                         let mut buf = [0u16; 2];
                         for unit in c.encode_utf16(&mut buf) {
@@ -384,6 +420,66 @@ pub fn check_git_storage(s: &Value, flow_name: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn floats_are_written_as_python_repr_writes_them() {
+        // `python3 -c "print([repr(x) for x in (...)])"`
+        for (f, py) in [
+            (1e-05, "1e-05"),
+            (0.0001, "0.0001"),
+            (1.5e-7, "1.5e-07"),
+            (0.1, "0.1"),
+            (3.0, "3.0"),
+            (12345.678, "12345.678"),
+            (1e16, "1e+16"),
+            (1234567890123456.0, "1234567890123456.0"),
+            (1e21, "1e+21"),
+            (1e100, "1e+100"),
+            (-2.5e-300, "-2.5e-300"),
+            (-0.0, "-0.0"),
+            (123.0e10, "1230000000000.0"),
+        ] {
+            assert_eq!(python_float(f), py, "{f:e}");
+        }
+    }
+
+    #[test]
+    fn the_document_check_refuses_what_prefect_1_would_not_load() {
+        let good = serde_json::json!({"type": "Git", "flow_path": "flows/a.py", "repo_host": "git.example.com",
+            "repo": "platform/flows", "branch_name": "main", "tag": null, "commit": null,
+            "flows": {"a": "flows/a.py"}});
+        assert!(check_git_storage(&good, "a").is_empty());
+        let refused = |patch: serde_json::Value, want: &str| {
+            let mut s = good.clone();
+            for (k, v) in patch.as_object().unwrap() {
+                s[k] = v.clone();
+            }
+            let problems = check_git_storage(&s, "a");
+            assert!(
+                problems.iter().any(|p| p.contains(want)),
+                "{want}: {problems:?}"
+            );
+        };
+        refused(
+            serde_json::json!({"flow_path": "/abs/a.py", "flows": {"a": "/abs/a.py"}}),
+            "relative",
+        );
+        refused(serde_json::json!({"repo_host": null}), "repo_host");
+        refused(serde_json::json!({"repo": "flows"}), "OWNER/NAME");
+        refused(
+            serde_json::json!({"tag": "v1"}),
+            "exactly one of branch_name or tag",
+        );
+        refused(
+            serde_json::json!({"branch_name": null}),
+            "exactly one of branch_name or tag",
+        );
+        refused(serde_json::json!({"commit": "abc"}), "commit is ignored");
+        refused(
+            serde_json::json!({"flows": {"b": "flows/a.py"}}),
+            "flows has no entry",
+        );
+    }
 
     #[test]
     fn python_json_matches_json_dumps() {
