@@ -532,6 +532,16 @@ fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(());
     }
+    // the document replaces a regular file only: never a symlink (or what it points
+    // to), a device (`-o /dev/null` as root would replace /dev/null) or a FIFO
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.file_type().is_file()
+    {
+        anyhow::bail!(
+            "{} is not a regular file (a symlink, device, FIFO or folder): unsprawl writes documents only to regular files; use -o - for standard output",
+            path.display()
+        );
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

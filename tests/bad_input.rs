@@ -287,6 +287,39 @@ fn unusable_arguments_exit_2_with_a_message() {
     assert!(err.contains("error:"), "{err}");
     let o = unsprawl(&["scan"]);
     assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2 too");
+
+    // an output that is a symlink or a FIFO is refused, and what it points to is kept
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    build_fixtures(&[], &["--oci", p(&oci)], &["debian-bookworm"]);
+    let precious = tmp.path().join("precious.txt");
+    std::fs::write(&precious, "keep me").unwrap();
+    let link = tmp.path().join("inventory.json");
+    std::os::unix::fs::symlink(&precious, &link).unwrap();
+    let fifo = tmp.path().join("fifo.json");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for target in [&link, &fifo] {
+        let o = unsprawl(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(target)]);
+        assert_eq!(o.status.code(), Some(2), "{}", p(target));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("is not a regular file"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&precious).unwrap(), "keep me");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 /// `migrate` names what is wrong and writes nothing: a file that is no plan, a flows
