@@ -118,6 +118,16 @@ pub struct Placement {
     /// Distributions its runtime image has that it does not need.
     pub unneeded: usize,
     pub unneeded_bytes: u64,
+    /// Modules it imports that no pinned distribution provides, each accepted for a
+    /// stated reason (plan verification refuses any other unprovided import).
+    #[serde(default)]
+    pub accepted_unprovided: Vec<AcceptedModule>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AcceptedModule {
+    pub module: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -256,6 +256,36 @@ impl Solved {
     }
 }
 
+/// The modules a flow imports that no distribution provides, and why each is accepted:
+/// code of the flows repository travels with the flow's clone; anything else its old image
+/// carried outside a distribution (`Docker(files=...)`) the runtime image will not have,
+/// which `migrate` checks again against the image as built.
+fn accepted_unprovided(flow: &crate::inventory::Flow) -> Vec<document::AcceptedModule> {
+    let Some(req) = &flow.requirement else {
+        return vec![];
+    };
+    let mut out: Vec<document::AcceptedModule> = req
+        .local_modules
+        .iter()
+        .map(|m| document::AcceptedModule {
+            module: m.clone(),
+            reason: "code of the flows repository: it comes with the flow's clone (Prefect 2/3) or must be installed into the runtime image (Prefect 1 Git storage runs the file alone)".into(),
+        })
+        .collect();
+    out.extend(
+        req.unresolved_modules
+            .iter()
+            .filter(|m| !req.local_modules.contains(m))
+            .map(|m| document::AcceptedModule {
+                module: m.clone(),
+                reason: "no scanned distribution provides it (copied into the old image?): the runtime image will not have it unless the flow brings it".into(),
+            }),
+    );
+    out.sort_by(|a, b| a.module.cmp(&b.module));
+    out.dedup_by(|a, b| a.module == b.module);
+    out
+}
+
 fn dedupe(demands: &[Demand]) -> Vec<Vertex> {
     /// A requirement's identity: its partition and allowed sets (not the built versions).
     type Key<'a> = (&'a Partition, Vec<(u32, &'a [u64])>);
@@ -659,6 +689,7 @@ fn placements(
                 moves,
                 unneeded: unneeded.len(),
                 unneeded_bytes,
+                accepted_unprovided: accepted_unprovided(flow),
             });
         }
     }

@@ -266,6 +266,53 @@ fn archived_versions_are_left_out_and_verification_refuses_them() {
 }
 
 #[test]
+fn verification_refuses_an_import_nothing_provides_unless_the_plan_says_why() {
+    // a module copied into the old image: no distribution provides it, the scan said so
+    let mut inv = small(4, 7);
+    let key = inv.flows[0].key.clone();
+    let req = inv.flows[0].requirement.as_mut().unwrap();
+    req.imported_modules.push("copied_in".into());
+    req.unresolved_modules.push("copied_in".into());
+    let s = solve(&inv, &Rules::default_rules(), &Options::default()).unwrap();
+    let placed = s.plan.flows.iter().find(|p| p.flow == key).unwrap();
+    assert_eq!(placed.accepted_unprovided.len(), 1);
+    assert!(
+        placed.accepted_unprovided[0]
+            .reason
+            .contains("no scanned distribution provides it")
+    );
+
+    // the same plan without that reason fails verification, naming flow and module
+    let mut tampered = s.plan.clone();
+    for p in &mut tampered.flows {
+        p.accepted_unprovided.clear();
+    }
+    let problems = verify::verify(&inv, &Rules::default_rules(), &tampered, &s.work.cat);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&key) && p.contains("copied_in")),
+        "{problems:?}"
+    );
+
+    // an import the scan never classified is refused outright: solve returns the error
+    let mut inv = small(4, 7);
+    inv.flows[0]
+        .requirement
+        .as_mut()
+        .unwrap()
+        .imported_modules
+        .push("from_nowhere".into());
+    match solve(&inv, &Rules::default_rules(), &Options::default()) {
+        Err(PlanError::Verification(p)) => {
+            assert!(p.iter().any(|x| x.contains("from_nowhere")), "{p:?}")
+        }
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("a plan with an unprovided import passed its verification"),
+    }
+}
+
+#[test]
 fn explain_names_the_clash() {
     let inv = small(40, 7);
     let r = rules("[versions]\ndefault = \"exact\"\n");

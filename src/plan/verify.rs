@@ -132,16 +132,18 @@ pub(super) fn verify(inv: &Inventory, rules: &Rules, plan: &Plan, cat: &Catalogu
                 ));
             }
         }
-        // modules: what the flow imports must come from a pinned distribution
+        // modules: what the flow imports comes from a pinned distribution, or the plan
+        // says why it is accepted without one
         for m in &req.imported_modules {
-            if req.local_modules.contains(m) || req.unresolved_modules.contains(m) {
+            if provided.contains(m.as_str()) {
                 continue;
             }
-            if !provided.contains(m.as_str()) {
-                problems.push(format!(
-                    "flow {} imports {m}, which no distribution in {} provides",
+            match p.accepted_unprovided.iter().find(|a| &a.module == m) {
+                Some(a) if !a.reason.is_empty() => {}
+                _ => problems.push(format!(
+                    "flow {} imports {m}, which no distribution in {} provides, and the plan gives no reason to accept that",
                     p.flow, img.name
-                ));
+                )),
             }
         }
     }
