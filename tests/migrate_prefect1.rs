@@ -699,14 +699,21 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
         .iter()
         .find(|c| c["check"] == "registration")
         .unwrap();
+    // an export proves nothing about the server: not a ✓
     assert!(
         registration["detail"]
             .as_str()
             .unwrap()
-            .contains("an export: not re-read from a server"),
+            .starts_with("not checked against a server (export)"),
         "{registration}"
     );
+    assert_eq!(registration["checked"], false);
     let diff = std::fs::read_to_string(out.join("diff.md")).unwrap();
+    assert!(
+        diff.contains("- – registration: not checked against a server (export)"),
+        "{diff}"
+    );
+    assert!(!diff.contains("✓ registration"), "{diff}");
     assert_eq!(diff.matches("not live (archived)").count(), 8, "{diff}");
     let flows_json = out.join("prefect1/flows.json");
     assert!(common::prefect1::validate(&flows_json).contains("4 flow(s)"));

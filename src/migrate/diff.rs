@@ -93,7 +93,11 @@ pub fn markdown(m: &Migration) -> String {
             let _ = writeln!(
                 s,
                 "- {} {}: {}",
-                if c.ok { "✓" } else { "✗" },
+                match (c.ok, c.checked) {
+                    (false, _) => "✗",
+                    (true, false) => "–",
+                    (true, true) => "✓",
+                },
                 c.check,
                 c.detail
             );

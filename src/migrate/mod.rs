@@ -170,8 +170,16 @@ impl Item {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Check {
     pub check: String,
+    /// Nothing found against it. With `checked: false` that is not a proof: the check
+    /// could not be made here (a registration read from an export, not a server).
     pub ok: bool,
+    #[serde(default = "yes")]
+    pub checked: bool,
     pub detail: String,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -357,6 +365,7 @@ fn check(item: &mut Item, name: &str, result: Result<String, String>) {
     item.checks.push(Check {
         check: name.into(),
         ok,
+        checked: true,
         detail,
     });
 }
@@ -721,18 +730,24 @@ fn build_prefect1(
         );
         return;
     }
-    check(
-        item,
-        "registration",
-        Ok(if inp.from_server {
-            format!("version {id} is live and unchanged since the scan")
-        } else {
-            format!(
-                "version {id} is the live version of its group in {} (an export: not re-read from a server)",
+    if inp.from_server {
+        check(
+            item,
+            "registration",
+            Ok(format!("version {id} is live and unchanged since the scan")),
+        );
+    } else {
+        // an export can only say what it says: `--apply` (which needs a server) re-reads
+        item.checks.push(Check {
+            check: "registration".into(),
+            ok: true,
+            checked: false,
+            detail: format!(
+                "not checked against a server (export): version {id} is the live version of its group in {}",
                 inp.registrations_from
-            )
-        }),
-    );
+            ),
+        });
+    }
     let version = prefect1::json_field(row.get("serialized_flow"))
         .get("__version__")
         .and_then(Value::as_str)
