@@ -380,6 +380,68 @@ fn graphql_api_pages_through_every_flow_and_fails_clearly() {
         &["--strict"],
     );
     assert_eq!(o.status.code(), Some(1));
+
+    // --project: only that project's flows are asked for and read
+    let project_out = tmp.path().join("project.json");
+    let o = api_scan(
+        &stub.url,
+        "good-key-123",
+        &imgs,
+        &project_out,
+        &["--project", "team-c"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let only_c = read_inventory(&project_out);
+    assert!(!only_c.flows.is_empty());
+    assert!(
+        only_c
+            .flows
+            .iter()
+            .all(|f| f.project.as_deref() == Some("team-c")),
+        "{:?}",
+        only_c.flows.iter().map(|f| &f.project).collect::<Vec<_>>()
+    );
+
+    // the stand-in is as strict as Hasura: a misspelt field is an error, and a query that
+    // leaves out `flow_group { run_config }` does not get it
+    let ask = |query: &str| -> serde_json::Value {
+        let body = serde_json::json!({"query": query, "variables": {"where": {"archived": {"_eq": false}}, "limit": 100, "offset": 0}});
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                reqwest::Client::new()
+                    .post(&stub.url)
+                    .bearer_auth("good-key-123")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap()
+            })
+    };
+    let misspelt = ask("query { flow(where: $where) { id nmae flow_group { run_config } } }");
+    assert!(
+        misspelt["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"nmae\" not found in type: 'flow'"),
+        "{misspelt}"
+    );
+    let narrow = ask("query { flow(where: $where) { id name } }");
+    let first = &narrow["data"]["flow"][0];
+    assert!(
+        first.get("flow_group").is_none() && first.get("storage").is_none(),
+        "{first}"
+    );
+    let ours = ask(unsprawl::flows::prefect1_api::FLOWS_QUERY);
+    assert!(
+        ours.get("errors").is_none(),
+        "our own query passes the schema: {ours}"
+    );
 }
 
 #[test]
