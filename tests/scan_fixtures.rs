@@ -476,3 +476,134 @@ fn second_scan_reads_no_layer_and_writes_the_same_inventory() {
     assert_eq!(cold, warm, "the cache changes nothing in the result");
     assert_eq!(cold, uncached);
 }
+
+/// RECORD as real pip writes it: the fixture builder writes the same shape, our hash is
+/// pip's, and an image whose site-packages real pip wrote (the Prefect 1.4.1 venv's own
+/// files, laid into a layer) scans to those distributions, and `build` can harvest them.
+#[test]
+fn site_packages_written_by_real_pip_scan_and_hash_as_pip_says() {
+    use unsprawl::build::harvest::record_hash;
+    let site = common::prefect1::venv().join("lib/python3.11/site-packages");
+    let dist_info = |prefix: &str| -> std::path::PathBuf {
+        std::fs::read_dir(&site)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                let n = p.file_name().unwrap().to_string_lossy().to_string();
+                n.starts_with(prefix) && n.ends_with(".dist-info")
+            })
+            .unwrap_or_else(|| panic!("no {prefix}*.dist-info in the venv"))
+    };
+    // pip's rows: `path,sha256=<43 urlsafe base64 chars>,size`, RECORD (and .pyc) bare
+    let row_shape = |row: &str| -> bool {
+        let cols: Vec<&str> = row.split(',').collect();
+        cols.len() == 3
+            && (cols[1..] == ["", ""]
+                || (cols[1].strip_prefix("sha256=").is_some_and(|h| {
+                    h.len() == 43
+                        && h.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                }) && cols[2].parse::<u64>().is_ok()))
+    };
+    let mut files = vec![];
+    let mut hashed = 0;
+    for prefix in ["six-", "python_dateutil-", "marshmallow-"] {
+        let dir = dist_info(prefix);
+        let record = std::fs::read_to_string(dir.join("RECORD")).unwrap();
+        for row in record.lines() {
+            assert!(row_shape(row), "pip wrote {row:?}");
+            let cols: Vec<&str> = row.split(',').collect();
+            let path = site.join(cols[0]);
+            if !cols[1].is_empty() {
+                assert_eq!(
+                    record_hash(&std::fs::read(&path).unwrap()),
+                    cols[1],
+                    "{}",
+                    cols[0]
+                );
+                hashed += 1;
+            }
+            if !cols[0].starts_with("..") {
+                files.push(cols[0].to_string());
+            }
+        }
+    }
+    assert!(hashed > 20, "{hashed}");
+
+    // the fixture builder's RECORD rows have pip's shape
+    let specs = unsprawl::fixture::load_specs(&[&repo().join("fixtures/images")]).unwrap();
+    let fixture_files = unsprawl::fixture::DirFiles(repo().join("fixtures"));
+    let img = unsprawl::fixture::Corpus::new(specs, &fixture_files)
+        .build("team-a-flow-a")
+        .unwrap();
+    let mut fixture_rows = 0;
+    for l in &img.layers {
+        let mut t = tar::Archive::new(l.tar.as_slice());
+        for e in t.entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().ends_with("RECORD") {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut e, &mut text).unwrap();
+                for row in text.lines() {
+                    assert!(row_shape(row), "the fixture builder wrote {row:?}");
+                    fixture_rows += 1;
+                }
+            }
+        }
+    }
+    assert!(fixture_rows > 10);
+
+    // an image whose site-packages real pip wrote, on the bundled CPython 3.11 base
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_dir = tmp.path().join("specs");
+    std::fs::create_dir_all(&spec_dir).unwrap();
+    let entries: Vec<String> = files
+        .iter()
+        .map(|f| {
+            format!(
+                "  {{ path = \"usr/local/lib/python3.11/site-packages/{f}\", copy = \"{f}\" }},"
+            )
+        })
+        .collect();
+    std::fs::write(
+        spec_dir.join("pip-written.toml"),
+        format!(
+            "name = \"real/pip-written\"\ntags = [\"1\"]\nenv = [\"PYTHON_VERSION=3.11.7\"]\n\n[[layers]]\nfrom = \"python311\"\n\n[[layers]]\ncreated_by = \"pip install six python-dateutil marshmallow\"\nfiles = [\n{}\n]\n",
+            entries.join("\n")
+        ),
+    )
+    .unwrap();
+    let specs =
+        unsprawl::fixture::load_specs(&[&repo().join("fixtures/images"), &spec_dir]).unwrap();
+    let venv_files = unsprawl::fixture::DirFiles(site.clone());
+    let built = unsprawl::fixture::Corpus::new(specs, &venv_files)
+        .build("pip-written")
+        .unwrap();
+    let oci = tmp.path().join("oci");
+    unsprawl::fixture::write_oci_layout(&oci, &[built]).unwrap();
+    let out = tmp.path().join("inv.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&out)]);
+    let inv = read_inventory(&out);
+    let c = inv.images[0].contents.as_ref().unwrap();
+    for (name, module) in [
+        ("six", "six"),
+        ("python-dateutil", "dateutil"),
+        ("marshmallow", "marshmallow"),
+    ] {
+        let d = c
+            .python
+            .distributions
+            .iter()
+            .find(|d| d.name == name)
+            .unwrap_or_else(|| panic!("{name} not found"));
+        assert!(
+            d.import_names.iter().any(|m| m == module),
+            "{name}: {:?}",
+            d.import_names
+        );
+        assert!(
+            d.installed_bytes.unwrap() > 1000,
+            "{name}: sizes from pip's RECORD"
+        );
+    }
+}
