@@ -158,8 +158,7 @@ pub fn layer_facts(
     for (l, layer) in f.layers.iter().zip(&img.layers) {
         let cached = cache.as_ref().and_then(|c| {
             c.get_by_diff_id(&layer.diff_id)
-                .or_else(|| c.get_by_digest(&layer.digest))
-                .filter(|x| x.diff_id == layer.diff_id)
+                .or_else(|| c.get_by_digest(&layer.digest, &layer.diff_id))
         });
         let facts = match cached {
             Some(x) => x,

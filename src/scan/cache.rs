@@ -53,9 +53,10 @@ impl LayerCache {
             .filter(|f| f.diff_id_verified && f.diff_id == diff_id)
     }
 
-    /// Facts filed under a stored blob's digest.
-    pub fn get_by_digest(&self, digest: &str) -> Option<LayerFacts> {
-        self.read(digest)
+    /// Facts filed under a stored blob's digest, for the layer whose config names
+    /// `diff_id`: an entry for another layer (a misfiled or swapped file) is not used.
+    pub fn get_by_digest(&self, digest: &str, diff_id: &str) -> Option<LayerFacts> {
+        self.read(digest).filter(|f| f.diff_id == diff_id)
     }
 
     fn read(&self, key: &str) -> Option<LayerFacts> {
@@ -83,5 +84,46 @@ impl LayerCache {
         serde_json::to_writer(&mut tmp, facts)?;
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(diff_id: &str) -> LayerFacts {
+        LayerFacts {
+            diff_id: diff_id.into(),
+            diff_id_verified: false,
+            uncompressed_bytes: 1,
+            entries: 1,
+            files: Default::default(),
+            whiteouts: vec![],
+            opaque_dirs: vec![],
+        }
+    }
+
+    #[test]
+    fn an_entry_filed_for_another_layer_is_not_used() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = LayerCache::new(tmp.path(), &Limits::default()).unwrap();
+        let (blob_a, diff_a) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "1".repeat(64)),
+        );
+        let (blob_b, diff_b) = (
+            format!("sha256:{}", "b".repeat(64)),
+            format!("sha256:{}", "2".repeat(64)),
+        );
+        c.put(Some(&blob_a), &facts(&diff_a)).unwrap();
+        c.put(Some(&blob_b), &facts(&diff_b)).unwrap();
+        assert!(c.get_by_digest(&blob_a, &diff_a).is_some());
+        // swap the two files on disk: each now holds the other layer's valid entry
+        let (pa, pb) = (c.path(&blob_a).unwrap(), c.path(&blob_b).unwrap());
+        let (ta, tb) = (std::fs::read(&pa).unwrap(), std::fs::read(&pb).unwrap());
+        std::fs::write(&pa, tb).unwrap();
+        std::fs::write(&pb, ta).unwrap();
+        assert!(c.get_by_digest(&blob_a, &diff_a).is_none());
+        assert!(c.get_by_digest(&blob_b, &diff_b).is_none());
     }
 }

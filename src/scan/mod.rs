@@ -378,7 +378,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                 job.expected
                     .digest
                     .as_deref()
-                    .and_then(|d| c.get_by_digest(d))
+                    .and_then(|d| c.get_by_digest(d, &job.expected.diff_id))
             })
         });
         match cached {
