@@ -444,6 +444,13 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
     };
     let mut by_host: Vec<RegistryInput> = Vec::new();
     for t in targets {
+        // `user:password@host` would carry a secret into logs and documents: refuse it,
+        // naming only the host
+        if let Some((_, rest)) = t.split('/').next().and_then(|h| h.rsplit_once('@')) {
+            anyhow::bail!(
+                "the registry argument for {rest} carries credentials (USER:PASSWORD@HOST): pass --username USER and the password on standard input with --password-stdin"
+            );
+        }
         let (host, reference) = match t.split_once('/') {
             Some((h, r)) => (h.to_string(), Some(r.to_string())),
             None => (t.clone(), None),

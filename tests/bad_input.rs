@@ -288,6 +288,29 @@ fn unusable_arguments_exit_2_with_a_message() {
     let o = unsprawl(&["scan"]);
     assert_eq!(o.status.code(), Some(2), "clap usage errors exit 2 too");
 
+    // credentials in the registry argument are refused before anything is sent, and
+    // the password is never echoed
+    for arg in [
+        "ci:s3cr3t-pw@127.0.0.1:1",
+        "ci:s3cr3t-pw@127.0.0.1:1/team/app:1",
+    ] {
+        let o = unsprawl(&[
+            "scan",
+            "registry",
+            arg,
+            "--plain-http",
+            "-o",
+            "/proc/forbidden/x.json",
+        ]);
+        assert_eq!(o.status.code(), Some(2), "{arg}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("carries credentials") && err.contains("--password-stdin"),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t-pw"), "{err}");
+    }
+
     // an output that is a symlink or a FIFO is refused, and what it points to is kept
     let tmp = tempfile::tempdir().unwrap();
     let oci = tmp.path().join("oci");
@@ -415,4 +438,23 @@ fn migrate_refuses_bad_input_with_a_message() {
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("1 ready, 3 refused"), "{err}");
+
+    // its own per-flow folder is replaced on the next run; a folder of the user's is not
+    let again = [
+        &url[..],
+        &export[..],
+        &["--ref-from", "branch=main", "--runtime-images", p(&built)],
+    ]
+    .concat();
+    assert_eq!(migrate(&again).0, Some(1));
+    std::fs::remove_dir_all(out.join("prefect1")).unwrap();
+    std::fs::create_dir_all(out.join("prefect1")).unwrap();
+    std::fs::write(out.join("prefect1/mine.txt"), "keep me").unwrap();
+    let (code, err) = migrate(&again);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("was not written by unsprawl"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("prefect1/mine.txt")).unwrap(),
+        "keep me"
+    );
 }

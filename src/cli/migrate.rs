@@ -351,6 +351,15 @@ fn slug(it: &migrate::Item) -> String {
 }
 
 pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
+    // checked before anything is written: the per-flow folder is replaced whole, so
+    // only when unsprawl wrote it (its marker says so)
+    let sub = dir.join(&m.target);
+    if sub.exists() && !sub.join(super::plan::MARKER).exists() {
+        bail!(
+            "{} exists and was not written by unsprawl; move it away or choose another -o",
+            sub.display()
+        );
+    }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     super::write_json(&dir.join("migration.json"), m)?;
     std::fs::write(dir.join("diff.md"), migrate::diff::markdown(m))
@@ -360,7 +369,8 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
         .iter()
         .filter(|i| i.status == Status::Ready)
         .collect();
-    // only verified flows get documents: a refused flow is never written anywhere
+    // only verified flows get documents: a refused flow is never written anywhere. The
+    // folder is replaced whole, but only when unsprawl wrote it (its marker says so)
     let sub = dir.join(&m.target);
     if sub.exists() {
         std::fs::remove_dir_all(&sub).with_context(|| format!("cannot clear {}", sub.display()))?;
@@ -368,6 +378,11 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
     if ready.is_empty() {
         return Ok(());
     }
+    std::fs::create_dir_all(&sub).with_context(|| format!("cannot create {}", sub.display()))?;
+    std::fs::write(
+        sub.join(super::plan::MARKER),
+        "Written by `unsprawl migrate`; replaced by the next migration written here.\n",
+    )?;
     // one file per flow, whatever the names: a repeated slug gets a counter
     let mut taken = std::collections::HashSet::new();
     let slugs: Vec<String> = ready

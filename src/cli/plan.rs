@@ -159,7 +159,7 @@ pub(super) fn plan_inputs(
     Ok(inputs)
 }
 
-const MARKER: &str = ".unsprawl-generated";
+pub(super) const MARKER: &str = ".unsprawl-generated";
 
 /// The plan document and its files. `runtime-images/` is replaced whole, but only when
 /// unsprawl made it (a marker file says so): a plan never deletes a folder it did not write.

@@ -185,6 +185,18 @@ pub struct Collected {
     pub excluded: Vec<Refusal>,
 }
 
+/// `3.11`: digits, one dot, digits.
+pub fn is_python_minor(v: &str) -> bool {
+    v.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && a.len() <= 2
+            && b.len() <= 3
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && b.bytes().all(|c| c.is_ascii_digit())
+    })
+}
+
 /// Why a registration is left out of planning by design, if it is.
 pub fn excluded(flow: &Flow) -> Option<String> {
     if !flow.state.is_live() {
@@ -259,6 +271,12 @@ fn demand(
         .python
         .clone()
         .ok_or("no Python version is known for its image")?;
+    // it names a folder and a Dockerfile line: data, never a path or a command
+    if !is_python_minor(&python) {
+        return Err(format!(
+            "its Python version {python:?} is not MAJOR.MINOR (the inventory is damaged or hostile)"
+        ));
+    }
     if !rules.python_versions.is_empty() && !rules.python_versions.contains(&python) {
         return Err(format!(
             "Python {python} is not in the rules' [python] versions ({})",

