@@ -161,18 +161,23 @@ pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String
             .iter()
             .map(|d| {
                 let mut f = deployment(d, &flow_names, &pools);
-                // the server lists every flow: a deployment of none is left over
-                if let Some(id) = str_of(d, "flow_id")
-                    && !flow_names.contains_key(&id)
-                {
-                    f.state = FlowState::FlowDeleted;
-                    f.state_reason = Some(format!("its flow {id} no longer exists on {api}"));
-                }
+                mark_if_flow_deleted(&mut f, d, &flow_names, api);
                 f
             })
             .collect();
         Ok(Listing { flows, problems })
     })
+}
+
+/// The server lists every flow: a deployment whose flow is not among them is left over
+/// from a deleted flow, and is not live.
+fn mark_if_flow_deleted(f: &mut Flow, d: &Value, flow_names: &HashMap<String, String>, api: &str) {
+    if let Some(id) = str_of(d, "flow_id")
+        && !flow_names.contains_key(&id)
+    {
+        f.state = FlowState::FlowDeleted;
+        f.state_reason = Some(format!("its flow {id} no longer exists on {api}"));
+    }
 }
 
 /// Deployments declared in a `prefect.yaml` (what `prefect deploy` would create): the
@@ -391,6 +396,22 @@ mod tests {
             "paused is live: migrated, reported"
         );
         assert!(f.state.is_live());
+        // a deployment of a flow the server no longer lists is not live
+        let mut f = deployment(&dep, &HashMap::new(), &pools);
+        mark_if_flow_deleted(&mut f, &dep, &HashMap::new(), "http://server/api");
+        assert_eq!(f.state, FlowState::FlowDeleted);
+        assert!(!f.state.is_live());
+        assert!(
+            f.state_reason
+                .as_deref()
+                .unwrap()
+                .contains("no longer exists")
+        );
+        let flow_id = dep["flow_id"].as_str().unwrap().to_string();
+        let known: HashMap<String, String> = [(flow_id, "flow-a".to_string())].into();
+        let mut f = deployment(&dep, &known, &pools);
+        mark_if_flow_deleted(&mut f, &dep, &known, "http://server/api");
+        assert_eq!(f.state, FlowState::Live);
         let after: Value = serde_json::from_str(include_str!(
             "../../fixtures/prefect3/deployment.after_patch.json"
         ))
