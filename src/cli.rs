@@ -245,6 +245,10 @@ struct ScanArgs {
     /// Exit 1 when any image could not be fully analysed.
     #[arg(long)]
     strict: bool,
+    /// Exit 0 even when a source could not be read (an unreachable registry, refused
+    /// credentials, a missing tag); by default that exits 1 (2 when nothing was read).
+    #[arg(long)]
+    allow_partial: bool,
     /// Largest metadata file read into memory, in bytes.
     #[arg(long, default_value_t = Limits::default().max_file_bytes)]
     max_file_bytes: u64,
@@ -521,8 +525,20 @@ fn run_scan(inputs: &[Input], a: &ScanArgs) -> Result<ExitCode> {
     if a.no_timestamp {
         inv.scanned_at = None;
     }
+    // a scheduled job must not go green on nothing: a source that could not be read is
+    // an error, and with nothing read at all no inventory is written
+    if !a.allow_partial && !inv.errors.is_empty() && inv.images.is_empty() {
+        anyhow::bail!("{}", nothing_scanned(&inv));
+    }
     write_json(&a.output, &inv)?;
     print_summary(&inv, &stats, &a.output);
+    if !a.allow_partial && !inv.errors.is_empty() {
+        eprintln!(
+            "incomplete: {} source problem(s) above; the inventory holds what could be read (exit 1; --allow-partial for 0)",
+            inv.errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
     let clean = inv.errors.is_empty() && inv.images.iter().all(|i| i.status == Status::Ok);
     Ok(if a.strict && !clean {
         ExitCode::from(1)
@@ -567,6 +583,48 @@ fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+/// Every source error with its hint, for a scan that read nothing.
+pub(crate) fn nothing_scanned(inv: &Inventory) -> String {
+    let errors: Vec<String> = inv
+        .errors
+        .iter()
+        .map(|p| {
+            format!(
+                "\n  {}: {}{}",
+                p.path.as_deref().unwrap_or("-"),
+                p.message,
+                hint(&p.message)
+            )
+        })
+        .collect();
+    format!(
+        "nothing was scanned (nothing written; --allow-partial writes an empty inventory):{}",
+        errors.concat()
+    )
+}
+
+/// What usually fixes a source error, by what it says.
+fn hint(message: &str) -> &'static str {
+    let m = message.to_ascii_lowercase();
+    if m.contains("corrupt message")
+        || m.contains("invalidcontenttype")
+        || m.contains("wrong version number")
+    {
+        " (hint: is it a plain-HTTP registry? pass --plain-http)"
+    } else if m.contains("connection refused")
+        || m.contains("cannot reach")
+        || m.contains("dns error")
+    {
+        " (hint: is the registry up and the host:port right? a plain-HTTP registry needs --plain-http)"
+    } else if m.contains("credentials") || m.contains("401") || m.contains("unauthorized") {
+        " (hint: pass --username USER --password-stdin, or docker login)"
+    } else if m.contains("manifest unknown") || m.contains("not found") || m.contains("404") {
+        " (hint: check the repository and tag; --allow-partial keeps going without it)"
+    } else {
+        ""
+    }
 }
 
 /// A short human summary on stderr; the document itself is the real output.
@@ -651,9 +709,10 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
     for p in &inv.errors {
         let _ = writeln!(
             e,
-            "  error   {}: {}",
+            "  error   {}: {}{}",
             p.path.as_deref().unwrap_or("-"),
-            p.message
+            p.message,
+            hint(&p.message)
         );
     }
     if !stats.registry_requests.is_empty() {

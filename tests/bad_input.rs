@@ -206,7 +206,7 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
     let junk = tmp.path().join("junk.tar");
     std::fs::write(&junk, b"this is not a tar file at all, not even close").unwrap();
     let out = tmp.path().join("inv.json");
-    let o = unsprawl(&[
+    let args = [
         "scan",
         "archive",
         p(&cut),
@@ -215,12 +215,21 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
         "--no-cache",
         "-o",
         p(&out),
-    ]);
+    ];
+    // what could be read is written, and the run says it is incomplete: exit 1
+    let o = unsprawl(&args);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("incomplete: 2 source problem(s)"));
+    let o = unsprawl(&[&args[..], &["--allow-partial"]].concat());
     assert_eq!(
         o.status.code(),
         Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        "--allow-partial: the old behaviour"
     );
     let inv = read_inventory(&out);
     assert_eq!(inv.images.len(), 1, "the intact archive is still scanned");
@@ -245,6 +254,23 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
     .unwrap();
     std::fs::write(broken.join("index.json"), "{ not json").unwrap();
     let out2 = tmp.path().join("inv2.json");
+    // nothing could be read: exit 2, nothing written, each source named
+    let o = unsprawl(&[
+        "scan",
+        "oci-dir",
+        p(&empty),
+        p(&broken),
+        "--no-cache",
+        "-o",
+        p(&out2),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("nothing was scanned") && err.contains(p(&empty)) && err.contains(p(&broken)),
+        "{err}"
+    );
+    assert!(!out2.exists());
     let o = unsprawl(&[
         "scan",
         "oci-dir",
@@ -254,6 +280,7 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
         "-o",
         p(&out2),
         "--strict",
+        "--allow-partial",
     ]);
     assert_eq!(o.status.code(), Some(1));
     let inv = read_inventory(&out2);

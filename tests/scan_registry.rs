@@ -171,7 +171,14 @@ fn anonymous_registry_matches_the_layout_with_pagination_multiarch_and_docker_ty
     let good = format!("{host}/team/flow-a:2023-01-01");
     let missing = format!("{host}/team/nope:1");
     let (o, inv) = scan(&[&good, &missing, "--no-cache"], None);
-    assert!(o.status.success());
+    // a missing named tag is not a green run: exit 1, naming it and what to do
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("team/nope:1"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("hint: check the repository and tag"),
+        "{}",
+        stderr(&o)
+    );
     let inv = inv.unwrap();
     assert_eq!(inv.images.len(), 1);
     assert_eq!(inv.errors.len(), 1);
@@ -250,8 +257,26 @@ fn basic_auth_with_password_stdin_and_wrong_credentials() {
         Some("wrong-pass-xyz"),
     );
     let text = stderr(&o);
+    // refused credentials: nothing read, nothing written, exit 2, the fix named
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(inv.is_none());
     assert!(text.contains("refused the credentials"), "{text}");
+    assert!(
+        text.contains("hint: pass --username USER --password-stdin"),
+        "{text}"
+    );
     assert!(!text.contains("wrong-pass-xyz"), "no secret in errors");
+    let (_, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--username",
+            "ci",
+            "--password-stdin",
+            "--allow-partial",
+        ],
+        Some("wrong-pass-xyz"),
+    );
     let json = serde_json::to_string(&inv.unwrap()).unwrap();
     assert!(
         !json.contains("wrong-pass-xyz"),
@@ -375,4 +400,47 @@ fn a_registry_dying_mid_scan_fails_some_images_and_the_next_run_resumes() {
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or_else(|| panic!("no cache count in {text}"));
     assert!(from_cache >= 1, "{text}");
+}
+
+#[test]
+fn a_dead_registry_fails_scan_and_audit_naming_it_and_the_fix() {
+    let port = unsprawl::fixture::local_registry::free_port();
+    let host = format!("127.0.0.1:{port}");
+    let (o, inv) = scan(&[&host, "--no-cache"], None);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(inv.is_none(), "nothing trustworthy, nothing written");
+    assert!(
+        err.contains(&host) && err.contains("nothing was scanned"),
+        "{err}"
+    );
+    assert!(err.contains("hint: is the registry up"), "{err}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let o = Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args([
+            "audit",
+            "--registry",
+            &host,
+            "--plain-http",
+            "--cache-dir",
+            p(&tmp.path().join("c")),
+            "-o",
+            p(&report),
+        ])
+        .current_dir(repo())
+        .env("DOCKER_CONFIG", tmp.path())
+        .output()
+        .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(&host) && err.contains("--allow-partial"),
+        "{err}"
+    );
+    assert!(
+        !report.join("report.json").exists(),
+        "no green report of nothing"
+    );
 }

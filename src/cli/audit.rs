@@ -16,6 +16,10 @@ use crate::scan::{self, Input, ScanOptions, progress::ProgressMode};
 #[command(group(clap::ArgGroup::new("images").required(true).multiple(true)
     .args(["oci_dir", "archive", "registry", "engine"])))]
 pub(super) struct AuditArgs {
+    /// Exit 0 even when a source could not be read; by default that exits 1 (2, with
+    /// nothing written, when nothing was read).
+    #[arg(long)]
+    allow_partial: bool,
     /// The registry runtime images are named in (as `plan --image-registry`); without it
     /// the audit's plan keeps the rules' name, and only counts.
     #[arg(long, value_name = "HOST/PATH")]
@@ -88,6 +92,10 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         opts.cache_root = Some(c.clone());
     }
     let (mut inv, stats) = scan::scan(&inputs, &opts);
+    if !a.allow_partial && !inv.errors.is_empty() && inv.images.is_empty() {
+        anyhow::bail!("{}", super::nothing_scanned(&inv));
+    }
+    let incomplete = !a.allow_partial && !inv.errors.is_empty();
     let inv_path = dir.join("inventory.json");
     super::print_summary(&inv, &stats, &inv_path);
 
@@ -160,5 +168,12 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     )?;
     let written = super::report::write_report(&r, &dir, &super::report::ALL_FORMATS)?;
     eprintln!("report: {}", written.join(", "));
+    if incomplete {
+        eprintln!(
+            "incomplete: {} source problem(s) in the inventory; the report covers what could be read (exit 1; --allow-partial for 0)",
+            inv.errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(super::report::verdict(&r))
 }
