@@ -3,7 +3,7 @@
 //! (whiteouts applied, later layers winning), each checked against its `RECORD` hash.
 //! The bytes that ran in production are the bytes the runtime image carries.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 
 use base64::Engine;
@@ -152,9 +152,9 @@ pub fn harvest(
         plans.push((w.clone(), dir, rows));
     }
 
-    // image path → (distribution index, RECORD path)
-    let mut want_path: HashMap<String, (usize, String)> = HashMap::new();
-    for (i, (w, _, rows)) in plans.iter().enumerate() {
+    // every path of the image some RECORD lists
+    let mut want_path: HashSet<String> = HashSet::new();
+    for (w, _, rows) in &plans {
         for r in rows {
             let Some(abs) = join(&w.site, &r.path) else {
                 return Err(HarvestError::UnsafePath {
@@ -163,13 +163,13 @@ pub fn harvest(
                     path: r.path.clone(),
                 });
             };
-            want_path.insert(abs, (i, r.path.clone()));
+            want_path.insert(abs);
         }
     }
     let mut got = stream(image, found, facts, &want_path)?;
 
     let mut out = vec![];
-    for (i, (w, dir, rows)) in plans.into_iter().enumerate() {
+    for (w, dir, rows) in plans {
         let mut files = BTreeMap::new();
         for r in &rows {
             let abs = join(&w.site, &r.path).expect("checked above");
@@ -194,7 +194,6 @@ pub fn harvest(
             }
             files.insert(r.path.clone(), content);
         }
-        let _ = i;
         out.push(Harvested {
             name: w.name,
             version: w.version,
@@ -210,7 +209,7 @@ fn stream(
     image: &str,
     found: &FoundImage,
     facts: &[LayerFacts],
-    want: &HashMap<String, (usize, String)>,
+    want: &HashSet<String>,
 ) -> Result<HashMap<String, Content>, HarvestError> {
     let read_err = |message: String| HarvestError::Read {
         image: image.into(),
@@ -226,8 +225,8 @@ fn stream(
                 .any(|w| path == w || path.starts_with(&format!("{w}/")))
         };
         have.retain(|p, _| !hidden(p) || f.opaque_dirs.iter().any(|o| p == o));
-        // a layer without any wanted path need not be read (the facts say which it has
-        // only for files of interest, so read every layer that may hold one)
+        // every layer is read: the facts list only files of interest, so they cannot say
+        // which layers hold a distribution's other files
         let blob = found
             .store
             .open(&l.key)
@@ -242,7 +241,7 @@ fn stream(
             let Ok(path) = normalize(&entry.path_bytes()) else {
                 continue;
             };
-            if !want.contains_key(&path) {
+            if !want.contains(&path) {
                 continue;
             }
             let kind = entry.header().entry_type();
