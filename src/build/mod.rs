@@ -197,12 +197,11 @@ pub fn build_image<'a>(
             image: rt.name.clone(),
             source,
         })?;
-    let base_facts =
-        source::layer_facts(base_img, &base_found, &opts.access).map_err(|source| {
-            BuildError::Source {
-                image: rt.name.clone(),
-                source,
-            }
+    let base_facts = sources
+        .facts(base_img, &base_found, &opts.access)
+        .map_err(|source| BuildError::Source {
+            image: rt.name.clone(),
+            source,
         })?;
     let base_facts: Vec<LayerFacts> = base_facts.into_iter().take(base_layers).collect();
     let site = target_site(base_img, &base_facts, &rt.python);
@@ -245,12 +244,13 @@ pub fn build_image<'a>(
                 image: rt.name.clone(),
                 source,
             })?;
-        let facts = source::layer_facts(img, &found, &opts.access).map_err(|source| {
-            BuildError::Source {
-                image: rt.name.clone(),
-                source,
-            }
-        })?;
+        let facts =
+            sources
+                .facts(img, &found, &opts.access)
+                .map_err(|source| BuildError::Source {
+                    image: rt.name.clone(),
+                    source,
+                })?;
         let got = harvest::harvest(&label(img), &found, &facts, wanted).map_err(|source| {
             BuildError::Harvest {
                 image: rt.name.clone(),

@@ -41,6 +41,9 @@ pub enum SourceError {
 #[derive(Default)]
 pub struct Sources {
     found: HashMap<String, Vec<FoundImage>>,
+    /// Layer facts by image id: an image that is both a base and a source (or serves
+    /// several runtime images) is read once.
+    facts: HashMap<String, Vec<LayerFacts>>,
     _keep: Vec<Box<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -89,6 +92,21 @@ impl Sources {
                 tried.join("; ")
             },
         })
+    }
+
+    /// The facts of every layer of `img` (found as `f`), read once per build.
+    pub fn facts(
+        &mut self,
+        img: &Image,
+        f: &FoundImage,
+        access: &Access,
+    ) -> Result<Vec<LayerFacts>, SourceError> {
+        if let Some(x) = self.facts.get(&img.id) {
+            return Ok(x.clone());
+        }
+        let x = layer_facts(img, f, access)?;
+        self.facts.insert(img.id.clone(), x.clone());
+        Ok(x)
     }
 
     fn walk(
