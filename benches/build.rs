@@ -65,6 +65,8 @@ fn main() -> anyhow::Result<()> {
     unsprawl::flows::link(&mut inv, parsed.flows, &[], None);
     let mut rules = unsprawl::rules::Rules::default_rules();
     rules.image.registry = "localhost/bench".into();
+    // the floor reads and gzips the harvested files only: no additions to fetch code
+    rules.fetch.clear();
     let solved = unsprawl::plan::solve(&inv, &rules, &unsprawl::plan::Options::default())?;
     anyhow::ensure!(solved.plan.runtime_images.len() == 1, "one runtime image");
     let rt = &solved.plan.runtime_images[0];
@@ -77,6 +79,10 @@ fn main() -> anyhow::Result<()> {
             ..source::Access::default()
         },
         plan_digest: "sha256:bench".into(),
+        wheels: unsprawl::build::wheel::WheelSource {
+            dir: None,
+            index_url: None,
+        },
     };
     let out = tempfile::tempdir()?;
 

@@ -1111,6 +1111,17 @@ fn demo(out: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The wheels the demo's runtime images need, bundled (`fixtures/wheels/`), written
+/// beside the layout.
+fn demo_wheels(layout: &Path) -> Result<PathBuf> {
+    const DULWICH: &[u8] = include_bytes!("../fixtures/wheels/dulwich-0.22.8-py3-none-any.whl");
+    let dir = layout.with_extension("wheels");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let file = dir.join("dulwich-0.22.8-py3-none-any.whl");
+    std::fs::write(&file, DULWICH).with_context(|| format!("cannot write {}", file.display()))?;
+    Ok(dir)
+}
+
 /// The demo's runtime images, on the layers their member images share.
 fn build_demo_images(
     inv: &Inventory,
@@ -1131,6 +1142,11 @@ fn build_demo_images(
             ..source::Access::default()
         },
         plan_digest: crate::provenance::file_sha256(plan_path)?,
+        // the demo is offline: the one wheel it needs (dulwich) is bundled
+        wheels: build::wheel::WheelSource {
+            dir: Some(demo_wheels(dir)?),
+            index_url: None,
+        },
     };
     let mut sources = source::Sources::default();
     let mut built = vec![];

@@ -157,6 +157,9 @@ pub struct Contents {
     pub system_packages: Option<SystemPackages>,
     pub python: Python,
     pub prefect: Prefect,
+    /// Watched executables (`git`) found in `PATH` directories, with an execute bit.
+    #[serde(default)]
+    pub executables: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -35,9 +35,11 @@ pub struct NewLayer {
 pub fn layer(
     site: &str,
     harvested: &[Harvested],
+    extra: &BTreeMap<String, Content>,
     hide: &BTreeSet<String>,
 ) -> std::io::Result<NewLayer> {
-    let mut files: BTreeMap<String, &Content> = BTreeMap::new();
+    // root-relative files (OS packages and their dpkg records) first, the site's over them
+    let mut files: BTreeMap<String, &Content> = extra.iter().map(|(p, c)| (p.clone(), c)).collect();
     for h in harvested {
         for (rel, c) in &h.files {
             if let Some(p) = join(site, rel) {
@@ -229,8 +231,8 @@ mod tests {
         };
         let site = "usr/local/lib/python3.11/site-packages";
         let hide: BTreeSet<String> = [format!("{site}/x-0.9.dist-info")].into_iter().collect();
-        let a = layer(site, std::slice::from_ref(&h), &hide).unwrap();
-        let b = layer(site, &[h], &hide).unwrap();
+        let a = layer(site, std::slice::from_ref(&h), &BTreeMap::new(), &hide).unwrap();
+        let b = layer(site, &[h], &BTreeMap::new(), &hide).unwrap();
         assert_eq!(a.desc, b.desc);
         let mut names = vec![];
         let mut t = tar::Archive::new(flate2::read::GzDecoder::new(a.blob.as_slice()));

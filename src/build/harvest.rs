@@ -166,7 +166,7 @@ pub fn harvest(
             want_path.insert(abs);
         }
     }
-    let mut got = stream(image, found, facts, &want_path)?;
+    let mut got = stream(image, found, facts, &|p: &str| want_path.contains(p))?;
 
     let mut out = vec![];
     for (w, dir, rows) in plans {
@@ -205,11 +205,11 @@ pub fn harvest(
 }
 
 /// Read every layer in order and keep the wanted paths as the final filesystem has them.
-fn stream(
+pub fn stream(
     image: &str,
     found: &FoundImage,
     facts: &[LayerFacts],
-    want: &HashSet<String>,
+    want: &dyn Fn(&str) -> bool,
 ) -> Result<HashMap<String, Content>, HarvestError> {
     let read_err = |message: String| HarvestError::Read {
         image: image.into(),
@@ -241,7 +241,7 @@ fn stream(
             let Ok(path) = normalize(&entry.path_bytes()) else {
                 continue;
             };
-            if !want.contains(&path) {
+            if !want(&path) {
                 continue;
             }
             let kind = entry.header().entry_type();

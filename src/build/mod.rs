@@ -6,9 +6,11 @@
 //! ([`publish`]), and is described by the build document (`unsprawl/build/v1`).
 
 pub mod assemble;
+pub mod dpkg;
 pub mod harvest;
 pub mod publish;
 pub mod source;
+pub mod wheel;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,6 +46,8 @@ pub struct Options {
     pub access: Access,
     /// The plan file's `sha256:` (the `io.unsprawl.plan` label).
     pub plan_digest: String,
+    /// Where the wheels of distribution additions come from.
+    pub wheels: wheel::WheelSource,
 }
 
 /// Why one runtime image cannot be built (the others still are).
@@ -71,6 +75,20 @@ pub enum BuildError {
         image: String,
         #[source]
         source: Box<harvest::HarvestError>,
+    },
+    #[error("{image}: {message}")]
+    Addition { image: String, message: String },
+    #[error("{image}: {source}")]
+    Wheel {
+        image: String,
+        #[source]
+        source: wheel::WheelError,
+    },
+    #[error("{image}: {source}")]
+    Dpkg {
+        image: String,
+        #[source]
+        source: dpkg::DpkgError,
     },
     #[error("{image}: cannot write the new layer: {source}")]
     Layer {
@@ -100,6 +118,8 @@ pub struct Built {
     pub new_layer: assemble::NewLayer,
     /// Where each pinned distribution came from.
     pub distributions: Vec<DistSource>,
+    /// Where each addition came from (`plan.json` `additions`).
+    pub additions: Vec<AdditionSource>,
     pub base_image: String,
 }
 
@@ -123,6 +143,9 @@ pub struct BuiltImage {
     pub base_image: Option<String>,
     pub layers: usize,
     pub distributions: Vec<DistSource>,
+    /// What fetches the flows' code, and where each came from.
+    #[serde(default)]
+    pub additions: Vec<AdditionSource>,
     /// Why it was refused, or what else happened to it.
     pub notes: Vec<String>,
 }
@@ -132,6 +155,17 @@ pub struct DistSource {
     pub name: String,
     pub version: String,
     /// The scanned image its files were harvested from.
+    pub from: String,
+}
+
+/// One addition as built.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdditionSource {
+    /// `distribution` or `os-package` (the dependencies it pulled in included).
+    pub kind: String,
+    pub name: String,
+    pub version: String,
+    /// The scanned image it was harvested from, the wheel file, or `the base`.
     pub from: String,
 }
 
@@ -235,7 +269,83 @@ pub fn build_image<'a>(
             from: label(img),
         });
     }
+    let mut addition_sources = vec![];
+    let mut wheels = vec![];
+    let mut os_wanted = vec![];
+    for a in &rt.additions {
+        if let Some(p) = &a.problem {
+            return Err(BuildError::Addition {
+                image: rt.name.clone(),
+                message: format!("cannot add {} {} for {}: {p}", a.kind, a.name, a.needed_by),
+            });
+        }
+        match (a.kind.as_str(), a.source.as_str(), &a.version) {
+            (crate::plan::additions::DISTRIBUTION, "scanned", Some(v)) => {
+                let img = inv
+                    .images
+                    .iter()
+                    .find(|i| pinned_in(i, &a.name, v, &rt.python).is_some())
+                    .ok_or_else(|| BuildError::NoSource {
+                        image: rt.name.clone(),
+                        name: a.name.clone(),
+                        version: v.clone(),
+                        python: rt.python.clone(),
+                    })?;
+                let d = pinned_in(img, &a.name, v, &rt.python).expect("found above");
+                by_source.entry(img.id.clone()).or_default().push(Wanted {
+                    name: a.name.clone(),
+                    version: v.clone(),
+                    site: d.location.trim_start_matches('/').to_string(),
+                });
+                addition_sources.push(AdditionSource {
+                    kind: a.kind.clone(),
+                    name: a.name.clone(),
+                    version: v.clone(),
+                    from: label(img),
+                });
+            }
+            (crate::plan::additions::DISTRIBUTION, _, _) => {
+                let w = a.wheel.as_ref().ok_or_else(|| BuildError::Addition {
+                    image: rt.name.clone(),
+                    message: format!("the plan names no wheel for {}", a.name),
+                })?;
+                wheels.push(w.clone());
+            }
+            (crate::plan::additions::OS_PACKAGE, _, _) => os_wanted.push(a.name.clone()),
+            _ => {}
+        }
+    }
     let mut harvested: Vec<Harvested> = vec![];
+    for w in &wheels {
+        let wheel_err = |source| BuildError::Wheel {
+            image: rt.name.clone(),
+            source,
+        };
+        let bytes = wheel::fetch(w, &opts.wheels).map_err(wheel_err)?;
+        let interpreter = if site.starts_with("usr/local/") {
+            "/usr/local/bin/python"
+        } else {
+            "/usr/bin/python3"
+        };
+        let h = wheel::install(w, &bytes, interpreter).map_err(wheel_err)?;
+        addition_sources.push(AdditionSource {
+            kind: crate::plan::additions::DISTRIBUTION.into(),
+            name: h.name.clone(),
+            version: h.version.clone(),
+            from: w.file.clone(),
+        });
+        harvested.push(h);
+    }
+    let os_files = os_additions(
+        inv,
+        rt,
+        &os_wanted,
+        &members,
+        (base_img, &base_found, &base_facts),
+        sources,
+        opts,
+        &mut addition_sources,
+    )?;
     for (id, wanted) in &by_source {
         let img = by_id[id.as_str()];
         let found = sources
@@ -280,11 +390,12 @@ pub fn build_image<'a>(
             }
         }
     }
-    let new_layer =
-        assemble::layer(&site, &harvested, &hide).map_err(|source| BuildError::Layer {
+    let new_layer = assemble::layer(&site, &harvested, &os_files, &hide).map_err(|source| {
+        BuildError::Layer {
             image: rt.name.clone(),
             source,
-        })?;
+        }
+    })?;
 
     let base: Vec<BaseLayer> = base_found
         .layers
@@ -369,8 +480,126 @@ pub fn build_image<'a>(
         base,
         new_layer,
         distributions: dist_sources,
+        additions: addition_sources,
         base_image: label(base_img),
     })
+}
+
+/// The OS packages `wanted` as files for the new layer: nothing when the base has them,
+/// else harvested (their dependency closure too) from a scanned image of the base's OS
+/// release (members first) that has them installed.
+#[allow(clippy::too_many_arguments)]
+fn os_additions(
+    inv: &Inventory,
+    rt: &RuntimeImage,
+    wanted: &[String],
+    members: &[&Image],
+    (base_img, base_found, base_facts): (&Image, &FoundImage, &[LayerFacts]),
+    sources: &mut Sources,
+    opts: &Options,
+    record: &mut Vec<AdditionSource>,
+) -> Result<BTreeMap<String, harvest::Content>, BuildError> {
+    let dpkg_err = |source| BuildError::Dpkg {
+        image: rt.name.clone(),
+        source,
+    };
+    let installed = |img: &Image| -> BTreeMap<String, String> {
+        img.contents
+            .as_ref()
+            .and_then(|c| c.system_packages.as_ref())
+            .filter(|p| p.manager == "dpkg")
+            .map(|p| {
+                p.packages
+                    .iter()
+                    .map(|x| (x.name.clone(), x.version.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let in_base = installed(base_img);
+    let missing: Vec<String> = wanted
+        .iter()
+        .filter(|w| !in_base.contains_key(*w))
+        .cloned()
+        .collect();
+    for w in wanted.iter().filter(|w| in_base.contains_key(*w)) {
+        record.push(AdditionSource {
+            kind: crate::plan::additions::OS_PACKAGE.into(),
+            name: w.clone(),
+            version: in_base[w].clone(),
+            from: "the base".into(),
+        });
+    }
+    if missing.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let os = |img: &Image| {
+        img.contents
+            .as_ref()
+            .and_then(|c| c.os.as_ref())
+            .map(|o| (o.id.clone(), o.version_id.clone()))
+    };
+    let base_os = os(base_img);
+    let release = base_img
+        .contents
+        .as_ref()
+        .and_then(|c| c.os.as_ref())
+        .and_then(|o| o.pretty_name.clone())
+        .unwrap_or_else(|| "the base's OS release".into());
+    let Some(base_status) =
+        dpkg::read_status(&label(base_img), base_found, base_facts).map_err(dpkg_err)?
+    else {
+        return Err(dpkg_err(dpkg::DpkgError::NoDatabase {
+            image: label(base_img),
+            wanted: missing.join(", "),
+        }));
+    };
+    let source = members
+        .iter()
+        .copied()
+        .chain(inv.images.iter())
+        .find(|img| {
+            base_os.is_some()
+                && os(img) == base_os
+                && img.platform.architecture == base_img.platform.architecture
+                && {
+                    let have = installed(img);
+                    missing.iter().all(|m| have.contains_key(m))
+                }
+        })
+        .ok_or_else(|| BuildError::Addition {
+            image: rt.name.clone(),
+            message: format!(
+                "its base {} lacks {} and no scanned image of {release} ({}) has {} installed: use a base that has them ([image.base] in the rules), or scan an image of that release that has them",
+                label(base_img),
+                missing.join(", "),
+                base_img.platform.architecture,
+                if missing.len() == 1 { "it" } else { "them" }
+            ),
+        })?;
+    let found = sources
+        .open(source, &opts.access)
+        .map_err(|source| BuildError::Source {
+            image: rt.name.clone(),
+            source,
+        })?;
+    let facts = sources
+        .facts(source, &found, &opts.access)
+        .map_err(|source| BuildError::Source {
+            image: rt.name.clone(),
+            source,
+        })?;
+    let added =
+        dpkg::harvest(&missing, &base_status, &label(source), &found, &facts).map_err(dpkg_err)?;
+    for (name, version) in &added.packages {
+        record.push(AdditionSource {
+            kind: crate::plan::additions::OS_PACKAGE.into(),
+            name: name.clone(),
+            version: version.clone(),
+            from: label(source),
+        });
+    }
+    Ok(added.files)
 }
 
 /// The dist-info distribution `name` at exactly `version` in `img`, for Python `python`.
@@ -464,6 +693,7 @@ pub fn entry(b: &Built, status: &str, notes: Vec<String>) -> BuiltImage {
         base_image: Some(b.base_image.clone()),
         layers: b.base.len() + 1,
         distributions: b.distributions.clone(),
+        additions: b.additions.clone(),
         notes,
     }
 }
@@ -478,6 +708,7 @@ pub fn refused(rt: &RuntimeImage, why: &BuildError) -> BuiltImage {
         base_image: None,
         layers: 0,
         distributions: vec![],
+        additions: vec![],
         notes: vec![why.to_string()],
     }
 }

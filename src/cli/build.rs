@@ -52,6 +52,16 @@ pub(super) struct BuildArgs {
     /// Layer cache directory (default: the user's cache dir + /unsprawl).
     #[arg(long, env = "UNSPRAWL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// The package index (PEP 503) the wheels of additions no scanned image has come
+    /// from (dulwich for Prefect 1 Git storage); a mirror's URL for an air-gapped site.
+    #[arg(long, default_value = build::wheel::DEFAULT_INDEX, conflicts_with = "no_index")]
+    index_url: String,
+    /// Look for those wheels in this directory first (by file name).
+    #[arg(long, value_name = "DIR")]
+    wheels: Option<PathBuf>,
+    /// Use no package index: wheels only from --wheels.
+    #[arg(long)]
+    no_index: bool,
 }
 
 pub(super) fn run(a: &BuildArgs) -> Result<ExitCode> {
@@ -107,6 +117,10 @@ pub(super) fn run(a: &BuildArgs) -> Result<ExitCode> {
         },
         access,
         plan_digest: crate::provenance::file_sha256(&a.plan)?,
+        wheels: build::wheel::WheelSource {
+            dir: a.wheels.clone(),
+            index_url: (!a.no_index).then(|| a.index_url.clone()),
+        },
     };
     // each source is opened once for every image that needs it
     let mut sources = Sources::default();

@@ -493,6 +493,16 @@ fn check_runtime_image(item: &mut Item, flow: &Flow, seen: &runtime_image::Verdi
         }
     };
     check(item, "runtime-image", result);
+    // Git storage moves the code out of the image: the image must now be able to get it
+    if let Some(Ok(s)) = seen.get(&item.runtime_image) {
+        let storage = crate::rules::fetch::target_storage(&flow.system);
+        let result = s.fetch.get(storage).cloned().unwrap_or_else(|| {
+            Err(format!(
+                "the plan's rules say nothing about what fetches code for {storage}: plan again with this unsprawl"
+            ))
+        });
+        check(item, "fetch-code", result);
+    }
 }
 
 /// Which top-level modules each runtime image provides.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::build::CONTENT_HASH_LABEL;
 use crate::inventory::{Image, Inventory};
 use crate::plan::document::{Plan, RuntimeImage};
+use crate::rules::fetch::FetchNeeds;
 use crate::scan::source::registry::RegistryInput;
 use crate::scan::source::registry::auth::Credentials;
 use crate::scan::{Input, ScanOptions};
@@ -31,6 +32,9 @@ pub struct Seen {
     pub detail: String,
     /// Top-level modules its distributions provide.
     pub modules: BTreeSet<String>,
+    /// Per target storage (`git-storage`, `git-clone`): whether the image can fetch a
+    /// flow's code that way, and what showed it (or what is missing).
+    pub fetch: BTreeMap<String, Result<String, String>>,
 }
 
 /// Per runtime image name: seen and as planned, or why not.
@@ -75,13 +79,29 @@ pub fn check(plan: &Plan, at: &Location, cache_root: Option<PathBuf>) -> Verdict
         }
     };
     let (inv, _) = crate::scan::scan(&inputs, &opts);
+    let fetch = fetch_rules(plan);
     plan.runtime_images
         .iter()
-        .map(|rt| (rt.name.clone(), verdict(rt, &inv, &hint)))
+        .map(|rt| (rt.name.clone(), verdict(rt, &inv, &hint, &fetch)))
         .collect()
 }
 
-fn verdict(rt: &RuntimeImage, seen: &Inventory, hint: &str) -> Result<Seen, String> {
+/// What each target storage needs, as the plan's rules say (the built-in default for a
+/// plan from before `[fetch]`).
+pub fn fetch_rules(plan: &Plan) -> BTreeMap<String, FetchNeeds> {
+    plan.rules
+        .get("fetch")
+        .and_then(|f| serde_json::from_value(f.clone()).ok())
+        .filter(|f: &BTreeMap<String, FetchNeeds>| !f.is_empty())
+        .unwrap_or_else(|| crate::rules::Rules::default_rules().fetch)
+}
+
+fn verdict(
+    rt: &RuntimeImage,
+    seen: &Inventory,
+    hint: &str,
+    fetch: &BTreeMap<String, FetchNeeds>,
+) -> Result<Seen, String> {
     let Some(img) = seen.images.iter().find(|i| {
         i.references
             .iter()
@@ -99,11 +119,15 @@ fn verdict(rt: &RuntimeImage, seen: &Inventory, hint: &str) -> Result<Seen, Stri
             .unwrap_or_default();
         return Err(format!("{} is not built yet{why}: {hint}", rt.name));
     };
-    compare(rt, img)
+    compare(rt, img, fetch)
 }
 
 /// The image as scanned against the plan's runtime image.
-pub fn compare(rt: &RuntimeImage, img: &Image) -> Result<Seen, String> {
+pub fn compare(
+    rt: &RuntimeImage,
+    img: &Image,
+    fetch: &BTreeMap<String, FetchNeeds>,
+) -> Result<Seen, String> {
     let label = img.config.labels.get(CONTENT_HASH_LABEL);
     if label != Some(&rt.content_hash) {
         return Err(format!(
@@ -167,5 +191,99 @@ pub fn compare(rt: &RuntimeImage, img: &Image) -> Result<Seen, String> {
             .iter()
             .flat_map(|d| d.import_names.iter().cloned())
             .collect(),
+        fetch: fetch
+            .iter()
+            .map(|(storage, needs)| {
+                (
+                    storage.clone(),
+                    can_fetch(rt, img, c, &dists, storage, needs),
+                )
+            })
+            .collect(),
     })
+}
+
+/// Whether the scanned image has what `storage` needs: each distribution once at a
+/// version the rules allow, each OS package installed, each executable on its `PATH`.
+fn can_fetch(
+    rt: &RuntimeImage,
+    img: &Image,
+    c: &crate::inventory::Contents,
+    dists: &[&crate::inventory::Distribution],
+    storage: &str,
+    needs: &FetchNeeds,
+) -> Result<String, String> {
+    use std::str::FromStr;
+    if let Some(a) = rt
+        .additions
+        .iter()
+        .find(|a| a.needed_by == storage && a.problem.is_some())
+    {
+        return Err(format!(
+            "the plan could not add {} for {storage}: {}",
+            a.name,
+            a.problem.as_deref().unwrap_or_default()
+        ));
+    }
+    let mut seen = vec![];
+    let mut missing = vec![];
+    for d in &needs.distributions {
+        let spec = pep440_rs::VersionSpecifiers::from_str(&d.version).ok();
+        let found: Vec<&str> = dists
+            .iter()
+            .filter(|x| x.name == d.name)
+            .map(|x| x.version.as_str())
+            .collect();
+        match found.as_slice() {
+            [v] if spec
+                .as_ref()
+                .is_none_or(|s| pep440_rs::Version::from_str(v).is_ok_and(|v| s.contains(&v))) =>
+            {
+                seen.push(format!("{} {v}", d.name))
+            }
+            [] => missing.push(format!("{} ({}{})", d.name, d.name, d.version)),
+            [v] => missing.push(format!("{} {v} (needs {}{})", d.name, d.name, d.version)),
+            many => missing.push(format!("{} once (it has {})", d.name, many.join(", "))),
+        }
+    }
+    let packages: BTreeSet<&str> = c
+        .system_packages
+        .iter()
+        .flat_map(|p| &p.packages)
+        .map(|p| p.name.as_str())
+        .collect();
+    for p in &needs.os_packages {
+        if packages.contains(p.as_str()) {
+            seen.push(format!("package {p}"));
+        } else {
+            missing.push(format!("OS package {p}"));
+        }
+    }
+    let path =
+        img.config.env.get("PATH").cloned().unwrap_or_else(|| {
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
+        });
+    for x in &needs.executables {
+        let on_path = path
+            .split(':')
+            .map(|d| format!("{}/{x}", d.trim_end_matches('/')))
+            .find(|p| c.executables.contains(p));
+        match on_path {
+            Some(p) => seen.push(p),
+            None => missing.push(format!("a `{x}` executable on its PATH ({path})")),
+        }
+    }
+    if missing.is_empty() {
+        Ok(format!(
+            "{} can fetch code for {storage}: {}",
+            rt.name,
+            seen.join(", ")
+        ))
+    } else {
+        Err(format!(
+            "{} cannot fetch the flow's code ({storage}): it lacks {}; plan and build again (the plan adds what [fetch.{storage}] in the rules names)",
+            rt.name,
+            missing.join(", ")
+        ))
+    }
 }

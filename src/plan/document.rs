@@ -94,6 +94,10 @@ pub struct RuntimeImage {
     pub base_image: String,
     /// Pinned versions: for each distribution, the newest seen version every member allows.
     pub requirements: Vec<DistPin>,
+    /// What no member had but the image needs to fetch their code from git (dulwich for
+    /// Prefect 1 Git storage, `git` for `git_clone`), from the rules' `[fetch.*]`.
+    #[serde(default)]
+    pub additions: Vec<super::additions::Addition>,
     /// Σ installed bytes of the pinned distributions (the base not included).
     pub estimated_bytes: u64,
     /// Pinned distributions whose installed size is unknown (no RECORD sizes).

@@ -6,6 +6,7 @@
 //! large) → optional byte-aware moves ([`cost`]) → pins, Dockerfiles ([`render`]) →
 //! an independent [`verify`] pass that refuses a plan that would break a flow.
 
+pub mod additions;
 pub mod colouring;
 mod cost;
 pub mod demand;
@@ -571,10 +572,27 @@ fn build_images(
             .map(|(&d, _)| work.cat.get(d).name.clone())
             .collect();
         let base_image = rules.image.base[&p.os_family].replace("{python}", &p.python);
+        let mut members: Vec<String> = class
+            .iter()
+            .flat_map(|&v| &work.vertices[v].demands)
+            .map(|&d| inv.flows[work.demands[d].flow].key.clone())
+            .collect();
+        members.sort();
+        let additions = additions::for_image(inv, rules, &p.python, &members, &requirements);
         let mut h = Sha256::new();
         h.update(format!("{base_image}\n"));
         for r in &requirements {
             h.update(format!("{}=={}\n", r.name, r.version));
+        }
+        // what fetches the code is content too: a different dulwich is a different image
+        for a in &additions {
+            h.update(format!(
+                "+{} {} {} {}\n",
+                a.kind,
+                a.name,
+                a.version.as_deref().unwrap_or(""),
+                a.wheel.as_ref().map(|w| w.sha256.as_str()).unwrap_or("")
+            ));
         }
         let content_hash = hex::encode(h.finalize())[..12].to_string();
         let name = rules
@@ -584,12 +602,6 @@ fn build_images(
             .replace("{python}", &p.python)
             .replace("{os}", &p.os_family)
             .replace("{hash}", &content_hash);
-        let mut members: Vec<String> = class
-            .iter()
-            .flat_map(|&v| &work.vertices[v].demands)
-            .map(|&d| inv.flows[work.demands[d].flow].key.clone())
-            .collect();
-        members.sort();
         let replaces: BTreeSet<String> = class
             .iter()
             .flat_map(|&v| &work.vertices[v].demands)
@@ -604,6 +616,7 @@ fn build_images(
             group: p.group.clone(),
             base_image,
             requirements,
+            additions,
             estimated_bytes,
             unknown_size,
             members,

@@ -211,6 +211,7 @@ fn image(
                 distributions,
             },
             prefect: Prefect::default(),
+            executables: vec![],
         }),
     }
 }

@@ -2,6 +2,7 @@
 //! own files. A wrong file gets an error that names the file, line and column and says
 //! what was expected, the way cargo-deny reports its config.
 
+pub mod fetch;
 mod policy;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -83,6 +84,9 @@ pub struct Rules {
     pub python_versions: Vec<String>,
     pub os_families: Vec<String>,
     pub image: ImageRules,
+    /// What each target storage needs in a runtime image to fetch a flow's code
+    /// (`git-storage`, `git-clone`), see [`fetch`].
+    pub fetch: BTreeMap<String, fetch::FetchNeeds>,
 }
 
 impl Rules {
@@ -233,6 +237,10 @@ impl Rules {
                 self.image.base.insert(family, b);
             }
         }
+        if let Some(f) = raw.fetch {
+            let span = f.span();
+            fetch::merge(&mut self.fetch, f.into_inner()).map_err(|m| err(span, m))?;
+        }
         Ok(())
     }
 
@@ -252,6 +260,7 @@ impl Rules {
                 max_bytes: None,
                 base: BTreeMap::new(),
             },
+            fetch: BTreeMap::new(),
         }
     }
 
@@ -334,6 +343,7 @@ struct RawRules {
     python: Option<RawPython>,
     os: Option<RawOs>,
     image: Option<RawImage>,
+    fetch: Option<Spanned<BTreeMap<String, fetch::RawFetch>>>,
 }
 
 #[derive(Deserialize)]

@@ -97,6 +97,10 @@ pub enum FileFact {
         bytes: u64,
         sha256: String,
     },
+    /// A watched executable (`git`) in a `PATH` directory, with its permission bits.
+    Executable {
+        mode: u32,
+    },
     Symlink {
         target: String,
     },
@@ -160,7 +164,20 @@ enum Interest {
     Interpreter,
     PrefectFlow,
     FlowSource,
+    Executable,
 }
+
+/// Executables a runtime image may need to fetch a flow's code (`git` for a `git_clone`
+/// pull step), looked for in the usual `PATH` directories.
+pub const WATCHED_EXECUTABLES: &[&str] = &["git"];
+const BIN_DIRS: &[&str] = &[
+    "usr/local/sbin",
+    "usr/local/bin",
+    "usr/sbin",
+    "usr/bin",
+    "sbin",
+    "bin",
+];
 
 /// Decide from the path alone whether a file matters. This runs for every tar entry, so
 /// it compares a few suffixes and never allocates.
@@ -204,6 +221,9 @@ fn classify(path: &str) -> Option<Interest> {
         if file.ends_with(".py") && rest != "healthcheck.py" {
             return Some(Interest::FlowSource);
         }
+    }
+    if WATCHED_EXECUTABLES.contains(&file) && BIN_DIRS.contains(&parent) {
+        return Some(Interest::Executable);
     }
     if (file.starts_with("python") || file.starts_with("libpython") || file == "os.py")
         && python::interpreter_marker(path).is_some()
@@ -509,6 +529,11 @@ fn walk_entries<R: Read>(
                     target: normalize(target.as_bytes())?,
                 }
             }
+        } else if interest == Interest::Executable && kind.is_file() {
+            // presence and mode are the fact
+            FileFact::Executable {
+                mode: entry.header().mode().unwrap_or(0) & 0o7777,
+            }
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
             read_fact(&mut entry, &path, interest, limits)?
         } else {
@@ -593,6 +618,7 @@ fn read_fact<R: Read>(
             sha256: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
         },
         Interest::Interpreter => unreachable!("handled above"),
+        Interest::Executable => FileFact::Executable { mode: 0o644 },
     })
 }
 

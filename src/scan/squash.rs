@@ -131,8 +131,12 @@ pub fn squash(layers: &[&LayerFacts], env: &BTreeMap<String, String>) -> (Conten
     let mut flows = Vec::new();
     let mut flow_sources = Vec::new();
     let mut metadata_dirs = Vec::new();
+    let mut executables = Vec::new();
     for (&path, &(layer, fact)) in &files {
         match fact {
+            FileFact::Executable { mode } if mode & 0o111 != 0 => {
+                executables.push(format!("/{path}"));
+            }
             FileFact::DpkgStatus { packages } => dpkg.extend(packages.iter().cloned()),
             FileFact::ApkInstalled { packages } => apk.extend(packages.iter().cloned()),
             FileFact::Interpreter { minor } if !minor.is_empty() => {
@@ -284,6 +288,7 @@ pub fn squash(layers: &[&LayerFacts], env: &BTreeMap<String, String>) -> (Conten
             flows,
             flow_sources,
         },
+        executables,
     };
     (contents, problems.into_iter().collect())
 }

@@ -1,0 +1,226 @@
+//! Additions: what a runtime image must carry that none of its flows had, because the
+//! flows move to Git storage and the image must now fetch their code (`[fetch.*]` in the
+//! rules). A distribution is pinned here (harvested from a scanned image, else a
+//! hash-pinned wheel from the index); OS packages and executables are named here and
+//! resolved by `build` against the base it builds on.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use pep440_rs::{Version, VersionSpecifiers};
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::{DistPin, Inventory};
+use crate::rules::Rules;
+use crate::rules::fetch::{FetchDistribution, Wheel, target_storage};
+
+/// One thing a runtime image gets beyond its flows' requirements.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Addition {
+    /// `distribution`, `os-package` or `executable` (checked on `PATH`, brought by the
+    /// OS packages).
+    pub kind: String,
+    pub name: String,
+    /// A distribution's pinned version; OS packages take the version of the image they
+    /// are harvested from.
+    pub version: Option<String>,
+    /// The target storage that needs it: `git-storage` (Prefect 1) or `git-clone`.
+    pub needed_by: String,
+    /// `scanned` (harvested from a scanned image, like any pin), `index` (the `wheel`),
+    /// `base-or-scanned` (OS packages: the base when it has them, else a scanned image
+    /// of the same OS release), `os-packages` (executables).
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wheel: Option<Wheel>,
+    /// Why it cannot be supplied: `build` refuses the image, `migrate` its flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+pub const DISTRIBUTION: &str = "distribution";
+pub const OS_PACKAGE: &str = "os-package";
+pub const EXECUTABLE: &str = "executable";
+
+/// The additions of one runtime image for Python `python`, whose members are `members`
+/// (flow keys) and whose pins are `pins`.
+pub fn for_image(
+    inv: &Inventory,
+    rules: &Rules,
+    python: &str,
+    members: &[String],
+    pins: &[DistPin],
+) -> Vec<Addition> {
+    let storages: BTreeSet<&str> = inv
+        .flows
+        .iter()
+        .filter(|f| members.binary_search(&f.key).is_ok())
+        .map(|f| target_storage(&f.system))
+        .collect();
+    let mut out = vec![];
+    for storage in storages {
+        let Some(needs) = rules.fetch.get(storage) else {
+            continue;
+        };
+        for d in &needs.distributions {
+            if let Some(a) = distribution(inv, python, pins, storage, d) {
+                out.push(a);
+            }
+        }
+        for p in &needs.os_packages {
+            out.push(Addition {
+                kind: OS_PACKAGE.into(),
+                name: p.clone(),
+                version: None,
+                needed_by: storage.into(),
+                source: "base-or-scanned".into(),
+                wheel: None,
+                problem: None,
+            });
+        }
+        for x in &needs.executables {
+            out.push(Addition {
+                kind: EXECUTABLE.into(),
+                name: x.clone(),
+                version: None,
+                needed_by: storage.into(),
+                source: "os-packages".into(),
+                wheel: None,
+                problem: None,
+            });
+        }
+    }
+    out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+    out.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+    out
+}
+
+/// `None` when a pin already meets it.
+fn distribution(
+    inv: &Inventory,
+    python: &str,
+    pins: &[DistPin],
+    storage: &str,
+    d: &FetchDistribution,
+) -> Option<Addition> {
+    let spec = VersionSpecifiers::from_str(&d.version).ok()?;
+    let meets = |v: &str| Version::from_str(v).is_ok_and(|v| spec.contains(&v));
+    let mut a = Addition {
+        kind: DISTRIBUTION.into(),
+        name: d.name.clone(),
+        version: None,
+        needed_by: storage.into(),
+        source: String::new(),
+        wheel: None,
+        problem: None,
+    };
+    if let Some(p) = pins.iter().find(|p| p.name == d.name) {
+        if meets(&p.version) {
+            return None;
+        }
+        a.version = Some(p.version.clone());
+        a.source = "pinned".into();
+        a.problem = Some(format!(
+            "its flows pin {} {}, but {storage} needs {}{}: allow a newer version in [versions.packages]",
+            d.name, p.version, d.name, d.version
+        ));
+        return Some(a);
+    }
+    // the newest version a scanned image has for this Python
+    let scanned = inv
+        .images
+        .iter()
+        .filter_map(|i| i.contents.as_ref())
+        .flat_map(|c| &c.python.distributions)
+        .filter(|x| {
+            crate::rules::normalize(&x.name) == d.name
+                && x.python.as_deref().is_none_or(|p| p == python)
+                && meets(&x.version)
+        })
+        .max_by_key(|x| Version::from_str(&x.version).ok());
+    if let Some(x) = scanned {
+        a.version = Some(x.version.clone());
+        a.source = "scanned".into();
+        a.problem = unmet(&x.requires_dist, pins);
+        return Some(a);
+    }
+    let py = Version::from_str(python).ok();
+    let wheel = d.wheels.iter().find(|w| {
+        VersionSpecifiers::from_str(&w.python)
+            .ok()
+            .zip(py.as_ref())
+            .is_some_and(|(s, v)| s.contains(v))
+    });
+    match wheel {
+        Some(w) => {
+            a.version = w.version().map(str::to_string);
+            a.source = "index".into();
+            a.problem = unmet(&w.requires, pins);
+            a.wheel = Some(w.clone());
+        }
+        None => {
+            a.source = "index".into();
+            a.problem = Some(format!(
+                "no scanned image has {}{} for Python {python}, and no wheel in [fetch.{storage}] is for Python {python}: add one (file, sha256, python)",
+                d.name, d.version
+            ));
+        }
+    }
+    Some(a)
+}
+
+/// The `Requires-Dist` lines (not conditional on an extra) the pins do not meet.
+fn unmet(requires: &[String], pins: &[DistPin]) -> Option<String> {
+    let mut missing = vec![];
+    for line in requires {
+        let Ok(r) = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(line) else {
+            continue;
+        };
+        if r.marker
+            .try_to_string()
+            .is_some_and(|m| m.contains("extra"))
+        {
+            continue;
+        }
+        let name = crate::rules::normalize(r.name.as_ref());
+        let ok = pins.iter().any(|p| {
+            p.name == name
+                && match &r.version_or_url {
+                    Some(pep508_rs::VersionOrUrl::VersionSpecifier(s)) => {
+                        Version::from_str(&p.version).is_ok_and(|v| s.contains(&v))
+                    }
+                    _ => true,
+                }
+        });
+        if !ok {
+            missing.push(line.clone());
+        }
+    }
+    (!missing.is_empty()).then(|| {
+        format!(
+            "it needs {} and the image does not pin that: add a flow image that has it, or a wheel whose requirements the image meets",
+            missing.join(", ")
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pin(n: &str, v: &str) -> DistPin {
+        DistPin {
+            name: n.into(),
+            version: v.into(),
+        }
+    }
+
+    #[test]
+    fn requirements_the_pins_meet_are_not_reported() {
+        let pins = [pin("urllib3", "1.26.18")];
+        assert_eq!(unmet(&["urllib3>=1.25".into()], &pins), None);
+        assert_eq!(unmet(&["gpg; extra == \"pgp\"".into()], &pins), None);
+        let m = unmet(&["urllib3>=2".into()], &pins).unwrap();
+        assert!(m.contains("urllib3>=2"), "{m}");
+        assert!(unmet(&["certifi".into()], &pins).is_some());
+    }
+}
