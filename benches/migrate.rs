@@ -123,6 +123,11 @@ fn main() {
                 Ok(unsprawl::migrate::runtime_image::Seen {
                     detail: "benchmark".into(),
                     modules: provided.clone(),
+                    fetch: [(
+                        unsprawl::rules::fetch::GIT_STORAGE.to_string(),
+                        Ok("benchmark".to_string()),
+                    )]
+                    .into(),
                 }),
             )
         })
@@ -147,6 +152,7 @@ fn main() {
             from_server: false,
             runtime_images: &seen,
             default_run_config: "KubernetesRun".into(),
+            token_secret: None,
         })
     });
     let ready = m.items.iter().filter(|i| i.status == Status::Ready).count();

@@ -1085,6 +1085,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         from_server: false,
         runtime_images: &seen,
         default_run_config: "KubernetesRun".into(),
+        token_secret: None,
     });
     let migration_dir = out.join("migration");
     let mut m = m;

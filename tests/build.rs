@@ -18,6 +18,9 @@ use common::*;
 use serde_json::Value;
 use sha2::Digest;
 
+/// The wheel the default rules pin for dulwich (bundled, as downloaded from PyPI).
+const WHEEL: &str = "dulwich-0.22.8-py3-none-any.whl";
+
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -186,10 +189,28 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
     );
     assert!(err.contains("unsprawl build PLAN --push"), "{err}");
 
+    // Git storage clones with dulwich, which no flow image had: each image adds it, as
+    // the rules' hash-pinned wheel (no scanned image has any dulwich)
+    for rt in &runtime {
+        let a = &rt["additions"][0];
+        assert_eq!(
+            (&a["kind"], &a["name"], &a["version"], &a["source"]),
+            (
+                &Value::from("distribution"),
+                &Value::from("dulwich"),
+                &Value::from("0.22.8"),
+                &Value::from("index")
+            ),
+            "{rt}"
+        );
+        assert_eq!(a["wheel"]["file"], WHEEL);
+        assert_eq!(rt["additions"].as_array().unwrap().len(), 1, "{rt}");
+    }
+
     // build and push (and write the same images into a layout, for the check below)
     let layout = d.join("built.oci");
-    let build = |dest: &Path| {
-        clean_command(&[
+    let build = |dest: &Path, wheels_from: &[&str]| {
+        let mut args = vec![
             "build",
             p(&plan_path),
             "--push",
@@ -200,11 +221,51 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
             p(&cache),
             "-o",
             p(dest),
-        ])
-        .output()
-        .unwrap()
+        ];
+        args.extend(wheels_from);
+        clean_command(&args).output().unwrap()
     };
-    let o = build(&layout);
+    // offline and without the wheel: refused, naming the wheel and the fix; nothing pushed
+    let o = build(&d.join("offline.oci"), &["--no-index"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("0 built, 0 already in the registry, 2 refused"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{WHEEL} is needed and not in any wheel directory"))
+            && err.contains("--index-url"),
+        "{err}"
+    );
+    // a dead index: the same, naming the index
+    let o = build(
+        &d.join("dead.oci"),
+        &["--index-url", "http://127.0.0.1:9/simple"],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{WHEEL}: the package index http://127.0.0.1:9/simple cannot be reached"
+        )),
+        "{err}"
+    );
+    // a mirror (a real HTTP server with a PEP 503 tree) that serves other bytes: refused
+    let bad_dir = d.join("bad-wheel");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    let mut bytes = std::fs::read(format!("fixtures/wheels/{WHEEL}")).unwrap();
+    bytes.push(0);
+    std::fs::write(bad_dir.join(WHEEL), &bytes).unwrap();
+    let o = build(&d.join("bad.oci"), &["--wheels", p(&bad_dir), "--no-index"]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("the plan pins ffc7a02e"), "{err}");
+    // from the mirror: built
+    let index = common::package_index::PackageIndex::serve(&[Path::new(&format!(
+        "fixtures/wheels/{WHEEL}"
+    ))]);
+    let o = build(&layout, &["--index-url", &index.url]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("2 built, 0 already in the registry, 0 refused"),
@@ -274,6 +335,11 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
                 "{name}: {n}"
             );
         }
+        assert_eq!(
+            dists.remove("dulwich"),
+            Some(vec!["0.22.8".to_string()]),
+            "{name}: the addition is there"
+        );
         let left: Vec<&String> = dists.keys().collect();
         assert_eq!(
             left,
@@ -295,7 +361,13 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
         let files = squashed(&layout, name);
         let site = format!("usr/local/lib/python{python}/site-packages");
         let mut checked = 0;
-        for pin in rt["requirements"].as_array().unwrap() {
+        let dulwich = serde_json::json!({"name": "dulwich", "version": "0.22.8"});
+        for pin in rt["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain([&dulwich])
+        {
             let (n, v) = (
                 pin["name"].as_str().unwrap(),
                 pin["version"].as_str().unwrap(),
@@ -350,7 +422,8 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
 
     // a second build pushes nothing; a build into a fresh layout gives the same digests
     let again = d.join("again.oci");
-    let o = build(&again);
+    drop(index);
+    let o = build(&again, &["--wheels", "fixtures/wheels", "--no-index"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("0 built, 2 already in the registry"),
@@ -385,6 +458,20 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
         .find(|c| c["check"] == "runtime-image")
         .unwrap();
     assert_eq!(check["ok"], true, "{check}");
+    let fetch = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "fetch-code")
+        .unwrap();
+    assert_eq!(fetch["ok"], true, "{fetch}");
+    assert!(
+        fetch["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with("can fetch code for git-storage: dulwich 0.22.8"),
+        "{fetch}"
+    );
 
     // a registry that refuses our push (basic auth, no credentials): refused, nothing tagged
     let locked = Registry::start(Auth::Basic {
@@ -409,6 +496,9 @@ fn runtime_images_are_built_pushed_proven_and_reproducible() {
         "members",
         "--cache-dir",
         p(&cache),
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
     ])
     .env("DOCKER_CONFIG", d.join("no-docker-config"))
     .output()
@@ -518,6 +608,9 @@ fn a_file_changed_after_install_refuses_its_image_and_the_others_build() {
         "members",
         "--cache-dir",
         p(&d.join("cache")),
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
         "-o",
         p(&layout),
     ])
@@ -551,9 +644,16 @@ fn a_file_changed_after_install_refuses_its_image_and_the_others_build() {
     // the runtime-image check: the refused one is not built yet; an image that carries
     // another content hash under its name differs from the plan
     // the default base is the rules' python:3.x-slim image, which nobody scanned here
-    let o = clean_command(&["build", p(&plan_path), "-o", p(&d.join("rules-base.oci"))])
-        .output()
-        .unwrap();
+    let o = clean_command(&[
+        "build",
+        p(&plan_path),
+        "--wheels",
+        "fixtures/wheels",
+        "-o",
+        p(&d.join("rules-base.oci")),
+    ])
+    .output()
+    .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(
         stderr(&o).contains("its base python:3.11-slim-bookworm is in no scanned source")
@@ -581,6 +681,174 @@ fn a_file_changed_after_install_refuses_its_image_and_the_others_build() {
     let e = seen[&bad].as_ref().unwrap_err();
     assert!(
         e.contains("exists but differs from the plan") && e.contains("io.unsprawl.content-hash"),
+        "{e}"
+    );
+}
+
+/// A Prefect 3 deployment's runtime image needs `git` for its `git_clone` pull step. The
+/// flow image has none: build harvests it, with what it depends on that the base lacks,
+/// from a scanned image of the same Debian release, each file checked against dpkg's
+/// md5sums; without such an image, or with a file changed after install, the image is
+/// refused with the reason; and an image built without git fails the fetch-code check.
+#[test]
+fn git_is_harvested_with_its_dpkg_records_or_the_image_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let yaml = d.join("prefect.yaml");
+    std::fs::write(
+        &yaml,
+        "name: team-d\ndeployments:\n  - name: etl-daily\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: registry.local:5000/team-d/etl:2024-11-01\n",
+    )
+    .unwrap();
+    let plan_for = |images: &[&str], tag: &str, rules: Option<&str>| {
+        let oci = d.join(format!("{tag}.oci"));
+        build_fixtures(
+            &["fixtures/build-bad", "fixtures/fetch"],
+            &["--oci", p(&oci)],
+            images,
+        );
+        let imgs = d.join(format!("{tag}-images.json"));
+        ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+        let inv = d.join(format!("{tag}-inventory.json"));
+        ok(&[
+            "scan",
+            "prefect",
+            "--prefect-yaml",
+            p(&yaml),
+            "--images",
+            p(&imgs),
+            "-o",
+            p(&inv),
+        ]);
+        let plan = d.join(format!("{tag}/plan.json"));
+        let mut args = vec![
+            "plan",
+            p(&inv),
+            "--image-registry",
+            "registry.local:5000/prefect",
+            "-o",
+            p(&plan),
+        ];
+        let rules_file = d.join(format!("{tag}-rules.toml"));
+        if let Some(text) = rules {
+            std::fs::write(&rules_file, text).unwrap();
+            args.extend(["--rules", p(&rules_file)]);
+        }
+        ok(&args);
+        plan
+    };
+    let build = |plan: &Path, layout: &Path| {
+        clean_command(&[
+            "build",
+            p(plan),
+            "--base-from",
+            "members",
+            "--cache-dir",
+            p(&d.join("cache")),
+            "-o",
+            p(layout),
+        ])
+        .output()
+        .unwrap()
+    };
+
+    // no scanned image has git: refused, with the fix
+    let plan = plan_for(&["team-d-etl-prefect3"], "alone", None);
+    let rt = json(&plan)["runtime_images"][0].clone();
+    let kinds: Vec<String> = rt["additions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["kind"].as_str().unwrap(),
+                a["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "executable git",
+            "os-package ca-certificates",
+            "os-package git"
+        ]
+    );
+    let o = build(&plan, &d.join("alone-rt.oci"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("lacks git and no scanned image of Debian GNU/Linux 12 (bookworm) (amd64) has it installed: use a base that has them ([image.base] in the rules)"),
+        "{err}"
+    );
+
+    // git edited after install: its md5sum says so
+    let plan = plan_for(&["team-d-etl-prefect3", "git-patched"], "patched", None);
+    let o = build(&plan, &d.join("patched-rt.oci"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("git in bad/git-patched:1: usr/bin/git does not match its dpkg md5sum"),
+        "{err}"
+    );
+
+    // from the platform's CI image: built, every file of every added package as dpkg
+    // recorded it (checked here with the test's own MD5), the base's packages kept
+    let plan = plan_for(&["team-d-etl-prefect3", "platform-git"], "good", None);
+    let layout = d.join("good-rt.oci");
+    let o = build(&plan, &layout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let name = json(&plan)["runtime_images"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let files = squashed(&layout, &name);
+    let mut checked = 0;
+    for pkg in ["git", "git-man", "libcurl3-gnutls", "liberror-perl", "perl"] {
+        let sums =
+            String::from_utf8(files[&format!("var/lib/dpkg/info/{pkg}.md5sums")].clone()).unwrap();
+        for line in sums.lines() {
+            let (md5, path) = line.split_once("  ").unwrap();
+            let data = files
+                .get(path)
+                .unwrap_or_else(|| panic!("{pkg}: {path} missing"));
+            assert_eq!(hex::encode(md5::Md5::digest(data)), md5, "{pkg}: {path}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 7);
+    let status = String::from_utf8(files["var/lib/dpkg/status"].clone()).unwrap();
+    assert!(status.contains("Package: git\n") && status.contains("Package: bash\n"));
+    let plan_doc: unsprawl::plan::Plan = serde_json::from_value(json(&plan)).unwrap();
+    use unsprawl::migrate::runtime_image::{Location, check};
+    let seen = check(&plan_doc, &Location::Layout(layout), None);
+    let fetch = &seen[&name].as_ref().unwrap().fetch["git-clone"];
+    assert_eq!(
+        fetch.as_deref(),
+        Ok(format!("{name} can fetch code for git-clone: package git, package ca-certificates, /usr/bin/git").as_str())
+    );
+
+    // a team's rules that drop the packages but still ask for `git`: the image is built
+    // without it, and the check refuses every flow on it
+    let plan = plan_for(
+        &["team-d-etl-prefect3", "platform-git"],
+        "no-packages",
+        Some("[fetch.git-clone]\nos_packages = []\n"),
+    );
+    let layout = d.join("no-packages-rt.oci");
+    let o = build(&plan, &layout);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let plan_doc: unsprawl::plan::Plan = serde_json::from_value(json(&plan)).unwrap();
+    let name = &plan_doc.runtime_images[0].name;
+    let seen = check(&plan_doc, &Location::Layout(layout), None);
+    let e = seen[name].as_ref().unwrap().fetch["git-clone"]
+        .as_ref()
+        .unwrap_err();
+    assert!(
+        e.contains(
+            "cannot fetch the flow's code (git-clone): it lacks a `git` executable on its PATH"
+        ),
         "{e}"
     );
 }

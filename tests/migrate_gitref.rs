@@ -143,3 +143,26 @@ fn a_local_branch_not_on_origin_is_noted() {
     let co = Checkout::open(&repo.path().join("sub")).unwrap();
     assert_eq!(co.repo_path("a.py"), "sub/a.py");
 }
+
+#[test]
+fn an_annotated_tag_is_told_apart_from_a_lightweight_one() {
+    // Prefect 1.4.1 Git storage checks a tag out with `repo[ref].tree`: a lightweight tag
+    // (a ref to a commit) works, an annotated tag object has no tree (verified by hand
+    // with prefect==1.4.1 and dulwich 0.22.8), so migrate refuses it for Prefect 1
+    let repo = GitRepo::new(&[("f.py", "x = 1\n".into())]);
+    let commit = repo.head();
+    repo.git(&["tag", "light"]);
+    repo.git(&["tag", "-a", "annotated", "-m", "release"]);
+    let co = Checkout::open(repo.path()).unwrap();
+    let light = decide(&RefFrom::Tag("light".into()), &|_| None, &co).unwrap();
+    let annotated = decide(&RefFrom::Tag("annotated".into()), &|_| None, &co).unwrap();
+    assert_eq!(
+        (light.annotated, light.commit.as_str()),
+        (false, commit.as_str())
+    );
+    assert_eq!(
+        (annotated.annotated, annotated.commit.as_str()),
+        (true, commit.as_str()),
+        "peeled to the same commit, but an annotated tag"
+    );
+}

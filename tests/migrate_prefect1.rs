@@ -182,6 +182,9 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
     ok(&[
         "build",
         p(&plan),
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
         "-o",
         p(&runtime),
         "--base-from",
@@ -654,6 +657,9 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
     ok(&[
         "build",
         p(&plan_path),
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
         "-o",
         p(&runtime),
         "--base-from",
@@ -681,6 +687,35 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
         args.extend(extra);
         run(&args)
     };
+    // an annotated tag: Prefect 1 Git storage cannot check one out, so nothing moves
+    git.git(&["tag", "-a", "release-1", "-m", "release 1"]);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let o = run(&[
+        "migrate",
+        p(&plan_path),
+        "--runtime-images",
+        p(&runtime),
+        "--repo-host",
+        "git.example.com",
+        "--repo",
+        "platform/flows",
+        "--flows-repo",
+        p(git.path()),
+        "--ref-from",
+        "tag=release-1",
+        "--export",
+        p(&export),
+        "-o",
+        p(elsewhere.path()),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("4 flows: 0 ready, 4 refused"), "{err}");
+    assert!(
+        err.contains("✗ git-ref: tag release-1 is an annotated tag, which Prefect 1 Git storage cannot check out"),
+        "{err}"
+    );
+
     let o = migrate(&[]);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
@@ -693,6 +728,23 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
     let m: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
             .unwrap();
+    // every runtime image can fetch the code: dulwich, read back from the built image
+    for it in m["items"].as_array().unwrap() {
+        let fetch = it["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "fetch-code")
+            .unwrap_or_else(|| panic!("no fetch-code check: {it}"));
+        assert_eq!(fetch["ok"], true, "{fetch}");
+        assert!(
+            fetch["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("git-storage: dulwich 0.22.8"),
+            "{fetch}"
+        );
+    }
     let registration = m["items"][0]["checks"]
         .as_array()
         .unwrap()

@@ -112,7 +112,12 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     // scan → link (with the flows repository) → plan
     let tmp = tempfile::tempdir().unwrap();
     let oci = tmp.path().join("oci");
-    build_fixtures(&[], &["--oci", p(&oci)], &["team-d-etl-prefect3"]);
+    // the flow image has no git; the platform's CI image (same Debian release) has it
+    build_fixtures(
+        &["fixtures/fetch"],
+        &["--oci", p(&oci)],
+        &["team-d-etl-prefect3", "platform-git"],
+    );
     let imgs = tmp.path().join("images.json");
     ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
     let inv = tmp.path().join("inventory.json");
@@ -203,7 +208,27 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     let o = run(&unbuilt);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert_eq!(all_deployments(&server), original, "nothing written");
-    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
+    let o = run(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let build_doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(built.join("build.json")).unwrap()).unwrap();
+    let added: Vec<String> = build_doc["images"][0]["additions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} from {}",
+                a["name"].as_str().unwrap(),
+                a["from"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        added.contains(&"git from registry.local:5000/platform/ci-git:2024-10".to_string())
+            && added.contains(&"ca-certificates from the base".to_string()),
+        "{added:?}"
+    );
     let base = [
         "migrate",
         p(&plan),
@@ -218,6 +243,34 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         "-o",
         p(&out),
     ];
+
+    // the token's Secret block does not exist yet: every deployment is refused, naming it
+    let o = run(&base);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("24 flows: 0 ready, 24 refused"), "{err}");
+    assert!(
+        err.contains(
+            "✗ git-token: the Secret block \"flows-git-token\" does not exist on the server"
+        ),
+        "{err}"
+    );
+    let secret_type = server.call(reqwest::Method::GET, "block_types/slug/secret", None);
+    let schemas = server.call(
+        reqwest::Method::POST,
+        "block_schemas/filter",
+        Some(json!({"block_schemas": {"block_type_id": {"any_": [secret_type["id"]]}}})),
+    );
+    server.call(
+        reqwest::Method::POST,
+        "block_documents/",
+        Some(json!({
+            "name": "flows-git-token",
+            "block_type_id": secret_type["id"],
+            "block_schema_id": schemas[0]["id"],
+            "data": {"value": "tok-never-printed"},
+        })),
+    );
 
     // dry run: every deployment ready, the diff printed, nothing changed on the server
     let o = run(&base);
@@ -236,6 +289,7 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         "{err}"
     );
     assert!(err.contains("dry run: nothing was written"), "{err}");
+    assert!(!err.contains("tok-never-printed"), "{err}");
     assert_eq!(
         all_deployments(&server),
         original,
@@ -245,6 +299,23 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
             .unwrap();
     assert_eq!(m["schema"], "unsprawl/migration/v2");
+    for it in m["items"].as_array().unwrap() {
+        let checks = it["checks"].as_array().unwrap();
+        let named = |n: &str| checks.iter().find(|c| c["check"] == n).cloned();
+        if it["status"] != "ready" {
+            continue;
+        }
+        let fetch = named("fetch-code").expect("every moved deployment has the check");
+        assert_eq!(fetch["ok"], true, "{fetch}");
+        assert!(
+            fetch["detail"]
+                .as_str()
+                .unwrap()
+                .ends_with("git-clone: package git, package ca-certificates, /usr/bin/git"),
+            "{fetch}"
+        );
+        assert_eq!(named("git-token").unwrap()["ok"], true);
+    }
     assert_eq!(
         std::fs::read_dir(out.join("prefect3/patches"))
             .unwrap()

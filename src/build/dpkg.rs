@@ -156,6 +156,10 @@ pub enum DpkgError {
     Read { image: String, message: String },
 }
 
+/// One package to harvest: its stanza, the stem of its `info/` files, the paths it
+/// listed, and `(path, md5)` for every file dpkg recorded a sum of.
+type Records<'a> = (&'a Stanza, String, Vec<String>, Vec<(String, String)>);
+
 /// What the OS additions put into the new layer.
 #[derive(Debug, Default)]
 pub struct Added {
@@ -260,7 +264,7 @@ pub fn harvest(
     let add = closure(wanted, &base, &source, image)?;
     let mut out = Added::default();
     // each package's records (multi-arch ones are `name:arch.*`)
-    let mut lists: Vec<(&Stanza, String, Vec<String>, Vec<(String, String)>)> = vec![];
+    let mut lists: Vec<Records<'_>> = vec![];
     for s in &add {
         let stem = [
             format!("{INFO}{}", s.name),

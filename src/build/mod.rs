@@ -88,7 +88,7 @@ pub enum BuildError {
     Dpkg {
         image: String,
         #[source]
-        source: dpkg::DpkgError,
+        source: Box<dpkg::DpkgError>,
     },
     #[error("{image}: cannot write the new layer: {source}")]
     Layer {
@@ -501,7 +501,7 @@ fn os_additions(
 ) -> Result<BTreeMap<String, harvest::Content>, BuildError> {
     let dpkg_err = |source| BuildError::Dpkg {
         image: rt.name.clone(),
-        source,
+        source: Box::new(source),
     };
     let installed = |img: &Image| -> BTreeMap<String, String> {
         img.contents

@@ -229,6 +229,10 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         &at,
         Some(crate::scan::cache::LayerCache::default_root()),
     );
+    let token_secret = match (&git.token_secret, target, &endpoint) {
+        (Some(name), Target::Prefect3, Some(e)) => Some(apply::secret_block(e, name)),
+        _ => None,
+    };
     let m = migrate::prepare(Inputs {
         inventory: &inv,
         plan: &plan,
@@ -239,6 +243,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         from_server: endpoint.is_some(),
         runtime_images: &seen,
         default_run_config: a.default_run_config.clone(),
+        token_secret,
     });
     let mut m = m;
     m.inputs = migration_inputs(&a.plan, &inv_path, &a.output)?;

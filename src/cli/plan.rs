@@ -246,6 +246,34 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
             img.requirements.len(),
             HumanBytes(img.estimated_bytes)
         );
+        // what fetches the members' code, which no flow image had
+        let added: Vec<String> = img
+            .additions
+            .iter()
+            .filter(|a| a.kind != crate::plan::additions::EXECUTABLE)
+            .map(|a| match &a.version {
+                Some(v) => format!("{} {v}", a.name),
+                None => a.name.clone(),
+            })
+            .collect();
+        if !added.is_empty() {
+            let needed: std::collections::BTreeSet<&str> =
+                img.additions.iter().map(|a| a.needed_by.as_str()).collect();
+            let _ = writeln!(
+                e,
+                "      + {} (to fetch code: {})",
+                added.join(", "),
+                needed.into_iter().collect::<Vec<_>>().join(", ")
+            );
+        }
+        for a in img.additions.iter().filter(|a| a.problem.is_some()) {
+            let _ = writeln!(
+                e,
+                "      ✗ cannot add {}: {}",
+                a.name,
+                a.problem.as_deref().unwrap_or_default()
+            );
+        }
     }
     if plan.runtime_images.len() > 20 {
         let _ = writeln!(e, "  … {} more in the plan", plan.runtime_images.len() - 20);

@@ -57,6 +57,34 @@ pub fn read_deployments(ep: &Endpoint, ids: &[String]) -> Result<HashMap<String,
     })
 }
 
+/// Whether the server has a Secret block named `name` (where a `git_clone` step's
+/// `{{ prefect.blocks.secret.NAME }}` is resolved at run time); its value is never read.
+pub fn secret_block(ep: &Endpoint, name: &str) -> Result<String, String> {
+    let (rt, client) = crate::flows::api_client()?;
+    let api = ep.rest(client);
+    rt.block_on(async {
+        let body = serde_json::json!({
+            "block_documents": {"name": {"any_": [name]}, "is_anonymous": {"eq_": false}},
+            "block_types": {"slug": {"any_": ["secret"]}},
+            "include_secrets": false,
+            "limit": 1,
+        });
+        let found = api
+            .call(reqwest::Method::POST, "block_documents/filter", Some(&body))
+            .await
+            .map_err(|e| format!("cannot look up the Secret block {name:?}: {e}"))?;
+        match found.as_array().and_then(|a| a.first()) {
+            Some(b) => Ok(format!(
+                "the Secret block {name:?} exists on the server (id {})",
+                b["id"].as_str().unwrap_or("?")
+            )),
+            None => Err(format!(
+                "the Secret block {name:?} does not exist on the server, so the git_clone step cannot resolve {{{{ prefect.blocks.secret.{name} }}}}: create it first (`prefect block create secret`, or `Secret(value=...).save({name:?})` in Python)"
+            )),
+        }
+    })
+}
+
 /// Every live Prefect 1 flow version (all of them: a partial listing is an error here).
 pub fn read_flows(ep: &Endpoint, project: Option<&str>) -> Result<Vec<Value>, String> {
     let l = crate::flows::prefect1_api::list_flows(&ep.api, ep.key.as_deref(), project, 200)?;

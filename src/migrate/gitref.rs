@@ -28,6 +28,10 @@ pub struct GitRef {
     pub decided_by: String,
     /// The commit the flow files were verified at.
     pub commit: String,
+    /// A tag that is an annotated tag object, not a lightweight ref to a commit: Prefect
+    /// 1.4.1 Git storage cannot check those out (`'Tag' object has no attribute 'tree'`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub annotated: bool,
     /// Things the user should know (a `BUILD_TAG` that is no tag, an unpushed branch).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -146,6 +150,19 @@ impl Checkout {
         self.commit_of(&format!("refs/tags/{tag}"))
     }
 
+    /// Whether `refs/tags/{tag}` points at a tag object (`git tag -a`).
+    pub fn tag_is_annotated(&self, tag: &str) -> bool {
+        let Ok(Some(r)) = self.repo.try_find_reference(&format!("refs/tags/{tag}")) else {
+            return false;
+        };
+        let Some(id) = r.target().try_id().map(|i| i.to_owned()) else {
+            return false;
+        };
+        self.repo
+            .find_object(id)
+            .is_ok_and(|o| o.kind == gix::object::Kind::Tag)
+    }
+
     /// The branch as the remote has it (what runs will clone), else the local branch.
     pub fn branch_commit(&self, branch: &str) -> Option<String> {
         self.commit_of(&format!("refs/remotes/origin/{branch}"))
@@ -256,6 +273,7 @@ pub fn decide(
             name: name.to_string(),
             decided_by: by.to_string(),
             commit,
+            annotated: co.tag_is_annotated(name),
             notes,
         })
     };
@@ -282,6 +300,7 @@ pub fn decide(
             name: name.to_string(),
             decided_by: by.to_string(),
             commit,
+            annotated: false,
             notes,
         })
     };

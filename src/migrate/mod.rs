@@ -211,6 +211,8 @@ pub struct Inputs<'a> {
     /// What was seen of each runtime image (`runtime_image::check`).
     pub runtime_images: &'a runtime_image::Verdicts,
     pub default_run_config: String,
+    /// Prefect 3 with `--git-token-secret`: whether the server has that Secret block.
+    pub token_secret: Option<Result<String, String>>,
 }
 
 /// Build and verify every item. Pure over its inputs: no network, no writes.
@@ -302,6 +304,8 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
             check_modules(&mut item, flow, file, &modules, &inp, target);
         }
         check_runtime_image(&mut item, flow, inp.runtime_images);
+        check_token_secret(&mut item, target, &inp);
+        check_annotated_tag(&mut item, target, &inp);
         match &inp.registrations {
             Registrations::Prefect1(_) => build_prefect1(
                 &mut item,
@@ -458,6 +462,43 @@ fn entrypoint_function(flow: &Flow) -> Option<String> {
         .and_then(Value::as_str)
         .and_then(|e| e.rsplit_once(':'))
         .map(|(_, f)| f.to_string())
+}
+
+/// Prefect 1.4.1 Git storage checks a tag out through `tree` of what the ref points at,
+/// which an annotated tag object has not: every run of the flow would fail.
+fn check_annotated_tag(item: &mut Item, target: &str, inp: &Inputs<'_>) {
+    let r = &inp.git.git_ref;
+    if target == "prefect1" && r.kind == gitref::RefKind::Tag && r.annotated {
+        check(
+            item,
+            "git-ref",
+            Err(format!(
+                "tag {} is an annotated tag, which Prefect 1 Git storage cannot check out ('Tag' object has no attribute 'tree'): use a lightweight tag (`git tag {}-light {:.12}` and push it) or a branch",
+                r.name, r.name, r.commit
+            )),
+        );
+    }
+}
+
+/// The git token's secret exists where the run resolves it: a Prefect 3 Secret block
+/// is looked up on the server; a Prefect 1 secret lives with the agent, out of sight.
+fn check_token_secret(item: &mut Item, target: &str, inp: &Inputs<'_>) {
+    let Some(name) = &inp.git.token_secret else {
+        return;
+    };
+    match (target, &inp.token_secret) {
+        ("prefect3", Some(verdict)) => check(item, "git-token", verdict.clone()),
+        ("prefect3", None) => check(
+            item,
+            "git-token",
+            Err(format!(
+                "the Secret block {name:?} was not looked up (no server): pass --api URL"
+            )),
+        ),
+        _ => item.notes.push(format!(
+            "Git storage reads the token from the Prefect Secret {name:?} where the flow runs: make sure the agent has it (unsprawl cannot check an agent's secrets)"
+        )),
+    }
 }
 
 /// The runtime image exists, is the one planned, and provides what this flow imports.

@@ -160,6 +160,7 @@ mod tests {
                 kind: RefKind::Branch,
                 name: "main".into(),
                 decided_by: "test".into(),
+                annotated: false,
                 commit: "0".repeat(40),
                 notes: vec![],
             },

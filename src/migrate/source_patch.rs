@@ -223,6 +223,7 @@ mod tests {
                 kind: RefKind::Tag,
                 name: "v1".into(),
                 decided_by: "test".into(),
+                annotated: false,
                 commit: "0".repeat(40),
                 notes: vec![],
             },

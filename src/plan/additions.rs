@@ -214,6 +214,87 @@ mod tests {
         }
     }
 
+    fn dulwich(version: &str, python: &str) -> crate::inventory::Distribution {
+        crate::inventory::Distribution {
+            name: "dulwich".into(),
+            display_name: "dulwich".into(),
+            version: version.into(),
+            python: Some(python.into()),
+            location: format!("/usr/local/lib/python{python}/site-packages"),
+            metadata_kind: "dist-info".into(),
+            requires_dist: vec!["urllib3>=1.25".into()],
+            requires_python: None,
+            import_names: vec!["dulwich".into()],
+            installed_bytes: None,
+            layer: "sha256:0".into(),
+        }
+    }
+
+    fn prefect1_inventory() -> Inventory {
+        crate::plan::synthetic::inventory(&crate::plan::synthetic::Spec {
+            flows: 2,
+            pythons: vec!["3.11".into()],
+            distributions: 3,
+            teams: 1,
+            per_flow: (1, 2),
+            max_versions: 1,
+            seed: 1,
+        })
+    }
+
+    #[test]
+    fn a_scanned_version_wins_over_the_wheel_and_a_pin_that_is_too_old_is_a_problem() {
+        let rules = Rules::default_rules();
+        let mut inv = prefect1_inventory();
+        let members: Vec<String> = inv.flows.iter().map(|f| f.key.clone()).collect();
+        let pins = [pin("urllib3", "1.26.18")];
+        // nobody has dulwich: the rules' wheel
+        let a = for_image(&inv, &rules, "3.11", &members, &pins);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(
+            (a[0].source.as_str(), a[0].version.as_deref()),
+            ("index", Some("0.22.8"))
+        );
+        assert_eq!(a[0].problem, None);
+        // a scanned image has one for this Python (and an older one, and one for 3.10)
+        let c = inv.images[0].contents.as_mut().unwrap();
+        c.python.distributions.push(dulwich("0.21.7", "3.11"));
+        c.python.distributions.push(dulwich("0.20.0", "3.11"));
+        c.python.distributions.push(dulwich("0.22.1", "3.10"));
+        let a = for_image(&inv, &rules, "3.11", &members, &pins);
+        assert_eq!(
+            (a[0].source.as_str(), a[0].version.as_deref()),
+            ("scanned", Some("0.21.7"))
+        );
+        assert!(a[0].wheel.is_none());
+        // a pin that meets the rules' range: nothing to add
+        assert!(for_image(&inv, &rules, "3.11", &members, &[pin("dulwich", "0.21.7")]).is_empty());
+        // a pin below it: a problem that says what to change
+        let a = for_image(&inv, &rules, "3.11", &members, &[pin("dulwich", "0.19.0")]);
+        assert!(
+            a[0].problem
+                .as_deref()
+                .unwrap()
+                .contains("needs dulwich>=0.19.7"),
+            "{a:?}"
+        );
+        // a Python no wheel is for, and no scanned dulwich: a problem naming the fix
+        let a = for_image(&inv, &rules, "3.8", &members, &pins);
+        assert!(
+            a[0].problem
+                .as_deref()
+                .unwrap()
+                .contains("no wheel in [fetch.git-storage] is for Python 3.8"),
+            "{a:?}"
+        );
+        // the wheel's own requirement unmet
+        let a = for_image(&prefect1_inventory(), &rules, "3.11", &members, &[]);
+        assert!(
+            a[0].problem.as_deref().unwrap().contains("urllib3>=1.25"),
+            "{a:?}"
+        );
+    }
+
     #[test]
     fn requirements_the_pins_meet_are_not_reported() {
         let pins = [pin("urllib3", "1.26.18")];

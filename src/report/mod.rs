@@ -137,6 +137,23 @@ pub struct PlanEffect {
     pub stored_bytes_before: u64,
     /// Σ estimated installed bytes of the runtime images (their bases not included).
     pub runtime_image_bytes: u64,
+    /// What the runtime images get that no flow image had: what fetches code from git.
+    #[serde(default)]
+    pub additions: Vec<AdditionRow>,
+}
+
+/// One addition across the plan's runtime images.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AdditionRow {
+    /// `dulwich 0.22.8`, `git`.
+    pub what: String,
+    /// `git-storage` (Prefect 1) or `git-clone` (Prefect 2/3).
+    pub needed_by: String,
+    /// How many runtime images get it.
+    pub images: usize,
+    /// Why some cannot (a `problem` in the plan), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -154,6 +171,36 @@ pub struct Trend {
 pub struct Options {
     pub stale_after: Duration,
     pub timestamp: bool,
+}
+
+/// The plan's additions, one row per thing and target storage (executables are checks,
+/// not things added).
+fn addition_rows(p: &Plan) -> Vec<AdditionRow> {
+    let mut rows: BTreeMap<(String, String), AdditionRow> = BTreeMap::new();
+    for a in p
+        .runtime_images
+        .iter()
+        .flat_map(|i| &i.additions)
+        .filter(|a| a.kind != crate::plan::additions::EXECUTABLE)
+    {
+        let what = match &a.version {
+            Some(v) => format!("{} {v}", a.name),
+            None => a.name.clone(),
+        };
+        let row = rows
+            .entry((what.clone(), a.needed_by.clone()))
+            .or_insert_with(|| AdditionRow {
+                what,
+                needed_by: a.needed_by.clone(),
+                images: 0,
+                problem: None,
+            });
+        row.images += 1;
+        if row.problem.is_none() {
+            row.problem = a.problem.clone();
+        }
+    }
+    rows.into_values().collect()
 }
 
 fn label(img: &Image) -> String {
@@ -389,6 +436,7 @@ pub fn build(
             unplanned_flows: p.summary.unplanned,
             stored_bytes_before: used_layers.values().sum(),
             runtime_image_bytes: p.runtime_images.iter().map(|i| i.estimated_bytes).sum(),
+            additions: addition_rows(p),
         }
     });
 

@@ -170,6 +170,34 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_fetch_table_is_named_with_its_line() {
+        let mut r = crate::rules::Rules::default_rules();
+        let e = r
+            .merge_text(
+                "team.toml",
+                "schema = \"unsprawl/rules/v1\"\n[fetch.svn]\nexecutables = [\"svn\"]\n",
+            )
+            .unwrap_err();
+        assert_eq!(e.line, 2, "{e:?}");
+        assert!(e.message.contains("unknown [fetch.svn]"), "{e:?}");
+        let e = r
+            .merge_text(
+                "team.toml",
+                "[fetch.git-storage]\ndistributions = [{ name = \"dulwich\", version = \">=0.20\", wheels = [{ file = \"dulwich-0.21.7-py3-none-any.whl\", sha256 = \"abc\", python = \">=3.7\" }] }]\n",
+            )
+            .unwrap_err();
+        assert!(
+            e.message.contains("needs `sha256` as 64 hex digits"),
+            "{e:?}"
+        );
+        // a field given replaces that field only
+        r.merge_text("team.toml", "[fetch.git-clone]\nos_packages = []\n")
+            .unwrap();
+        assert!(r.fetch["git-clone"].os_packages.is_empty());
+        assert_eq!(r.fetch["git-clone"].executables, ["git"]);
+    }
+
+    #[test]
     fn systems_map_to_their_target_storage() {
         assert_eq!(target_storage("prefect1"), GIT_STORAGE);
         assert_eq!(target_storage("prefect3"), GIT_CLONE);

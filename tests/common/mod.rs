@@ -6,6 +6,7 @@ pub mod git_repo;
 pub mod graphql_stub;
 pub mod http_stub;
 pub mod journal;
+pub mod package_index;
 pub mod prefect1;
 pub mod prefect1_stub;
 pub mod prefect3_server;
