@@ -458,7 +458,57 @@ pub struct Requirement {
     /// Imported modules that are code of the flows repository itself.
     #[serde(default)]
     pub local_modules: Vec<String>,
+    /// What the old image gave the flow beyond distributions (see [`Parity`]).
+    #[serde(default)]
+    pub parity: Parity,
 }
+
+/// What a flow's old image gave it beyond Python distributions, which a shared runtime
+/// image does not give by itself: `migrate` carries the env into the run config and
+/// refuses a flow whose runtime image lacks the rest (its OS packages are read from the
+/// flow's image itself, not repeated here).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Parity {
+    /// Docker storage's `env_vars` and the image's `ENV`, less what a Python base and
+    /// Prefect set (`PATH`, `LANG`, `PYTHON_*`, `GPG_KEY`, `PREFECT__USER_CONFIG_PATH`, …)
+    /// and less the secret-looking ones.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Variables whose value looks like a credential (names only: the scan redacted the
+    /// values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secret_env: Vec<String>,
+    /// Paths Docker storage's `files` copied into the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
+    /// The image's `User` / `WorkingDir`, when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+}
+
+/// Environment a Python base image or Prefect itself sets: not the flow's own.
+pub const BASE_ENV: &[&str] = &[
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "HOME",
+    "HOSTNAME",
+    "TERM",
+    "DEBIAN_FRONTEND",
+    "GPG_KEY",
+    "PYTHON_VERSION",
+    "PYTHON_PIP_VERSION",
+    "PYTHON_SETUPTOOLS_VERSION",
+    "PYTHON_GET_PIP_URL",
+    "PYTHON_GET_PIP_SHA256",
+    "PYTHON_SHA256",
+    "PYTHONUNBUFFERED",
+    "PYTHONDONTWRITEBYTECODE",
+    "PREFECT__USER_CONFIG_PATH",
+];
 
 /// Where a flow's code lives in the flows repository.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -15,3 +15,4 @@ pub mod provenance;
 pub mod report;
 pub mod rules;
 pub mod scan;
+pub mod secrets;

@@ -6,7 +6,7 @@
 //! records and a `status` that is the base's plus the added stanzas, so `dpkg -l`, `apt`
 //! and our own scanner see the packages as installed.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use md5::{Digest, Md5};
 
@@ -42,13 +42,13 @@ impl Stanza {
             .unwrap_or_default()
     }
 
-    /// `Pre-Depends` and `Depends` as clauses of alternatives.
-    fn depends(&self) -> Vec<Vec<String>> {
+    /// `Pre-Depends` and `Depends` as clauses of alternatives, each as written.
+    fn depends(&self) -> Vec<String> {
         ["Pre-Depends", "Depends"]
             .iter()
             .filter_map(|f| self.field(f))
             .flat_map(|d| d.split(','))
-            .map(|clause| clause.split('|').filter_map(dep_name).collect::<Vec<_>>())
+            .map(|c| c.trim().replace('\n', " "))
             .filter(|c| !c.is_empty())
             .collect()
     }
@@ -74,7 +74,43 @@ impl Stanza {
 fn dep_name(s: &str) -> Option<String> {
     let n = s.split_whitespace().next()?;
     let n = n.split(':').next().unwrap_or(n);
+    let n = n.split('(').next().unwrap_or(n);
     (!n.is_empty()).then(|| n.to_string())
+}
+
+/// `(>= 2.34)` of a dependency, as an operator and a version.
+fn dep_constraint(s: &str) -> Option<(String, String)> {
+    let inner = s.split_once('(')?.1.split_once(')')?.0.trim();
+    let op_len = inner
+        .find(|c: char| !matches!(c, '<' | '>' | '='))
+        .unwrap_or(0);
+    let (op, v) = inner.split_at(op_len);
+    Some((op.to_string(), v.trim().to_string()))
+}
+
+/// Whether `have` meets `op want` in dpkg's version order (unparseable: not met).
+fn meets(have: &str, op: &str, want: &str) -> bool {
+    let (Ok(h), Ok(w)) = (
+        have.parse::<debversion::Version>(),
+        want.parse::<debversion::Version>(),
+    ) else {
+        return false;
+    };
+    match op {
+        ">=" => h >= w,
+        "<=" | "<" => h <= w,
+        ">>" | ">" => h > w,
+        "<<" => h < w,
+        "=" => h == w,
+        _ => false,
+    }
+}
+
+/// `lib/…`, `bin/…`, `sbin/…`: paths a merged-/usr image keeps under `usr/`.
+fn is_merged_alias(p: &str) -> bool {
+    ["bin/", "sbin/", "lib/", "lib32/", "lib64/", "libx32/"]
+        .iter()
+        .any(|a| p.starts_with(a))
 }
 
 /// The installed packages of a `status` file (`Status: … installed`).
@@ -122,13 +158,26 @@ pub enum DpkgError {
         "{image} has no dpkg database ({STATUS}): OS packages can only be added to a Debian or Ubuntu base; use a base that already has {wanted} ([image.base])"
     )]
     NoDatabase { image: String, wanted: String },
-    #[error("{package} needs {clause}, which neither the base nor {source_image} has installed")]
+    #[error(
+        "{package} needs {clause}, but the base has {name} {version}: use a newer base ([image.base] in the rules)"
+    )]
+    BaseTooOld {
+        package: String,
+        clause: String,
+        name: String,
+        version: String,
+    },
+    #[error(
+        "{package} needs {clause}, which neither the base nor {source_image} has installed: scan an image of that release that has it, or use a base that has it ([image.base])"
+    )]
     Unresolvable {
         package: String,
         clause: String,
         source_image: String,
     },
-    #[error("{package} in {image}: {path} is in its md5sums but missing from the image")]
+    #[error(
+        "{package} in {image}: {path} is in its md5sums but missing from the image: scan an image where {package} is installed intact"
+    )]
     Missing {
         package: String,
         image: String,
@@ -146,6 +195,16 @@ pub enum DpkgError {
     },
     #[error("{package} in {image} has no {INFO}{package}.list: its files are unknown")]
     NoList { package: String, image: String },
+    #[error("{package} in {image} has no {INFO}{package}.md5sums: its files cannot be checked")]
+    NoSums { package: String, image: String },
+    #[error(
+        "{package} in {image}: {path} is a file dpkg recorded no md5sum for: it cannot be checked"
+    )]
+    Unchecked {
+        package: String,
+        image: String,
+        path: String,
+    },
     #[error("{package} in {image}: listed path {path:?} leaves the image root")]
     UnsafePath {
         package: String,
@@ -170,24 +229,65 @@ pub struct Added {
 }
 
 /// The packages `wanted` lacks in the base, closed over their dependencies, in the
-/// order they were reached.
+/// order they were reached. A dependency the base has at too old a version is refused
+/// (the base would have to change), never replaced.
 pub fn closure<'a>(
     wanted: &[String],
     base: &[Stanza],
     source: &'a [Stanza],
     source_image: &str,
 ) -> Result<Vec<&'a Stanza>, DpkgError> {
-    let mut have: BTreeSet<String> = BTreeSet::new();
+    // name → versions it is there at (a Provides without a version: `None`)
+    let mut have: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let add = |s: &Stanza, have: &mut BTreeMap<String, Vec<Option<String>>>| {
+        have.entry(s.name.clone())
+            .or_default()
+            .push(Some(s.version.clone()));
+        if let Some(p) = s.field("Provides") {
+            for item in p.split(',') {
+                if let Some(n) = dep_name(item) {
+                    let v = dep_constraint(item).map(|(_, v)| v);
+                    have.entry(n).or_default().push(v);
+                }
+            }
+        }
+    };
+    let arch = base
+        .iter()
+        .find(|s| s.name == "libc6" || s.name == "base-files")
+        .map(|s| s.architecture.clone())
+        .unwrap_or_default();
     for s in base {
-        have.insert(s.name.clone());
-        have.extend(s.provides());
+        add(s, &mut have);
     }
-    let by_name: BTreeMap<&str, &Stanza> = source.iter().map(|s| (s.name.as_str(), s)).collect();
-    let provider = |n: &str| -> Option<&'a Stanza> {
-        by_name
-            .get(n)
-            .copied()
-            .or_else(|| source.iter().find(|s| s.provides().iter().any(|p| p == n)))
+    let from_base: BTreeSet<String> = have.keys().cloned().collect();
+    let satisfied = |have: &BTreeMap<String, Vec<Option<String>>>, alt: &str| {
+        let Some(n) = dep_name(alt) else { return false };
+        have.get(&n).is_some_and(|vs| match dep_constraint(alt) {
+            None => true,
+            Some((op, want)) => vs.iter().flatten().any(|v| meets(v, &op, &want)),
+        })
+    };
+    let provider = |alt: &str| -> Option<&'a Stanza> {
+        let n = dep_name(alt)?;
+        let c = dep_constraint(alt);
+        let ok = |s: &&Stanza| c.as_ref().is_none_or(|(op, w)| meets(&s.version, op, w));
+        let same_arch = |s: &&Stanza| {
+            s.architecture == arch
+                || s.architecture == "all"
+                || s.architecture.is_empty()
+                || arch.is_empty()
+        };
+        source
+            .iter()
+            .filter(|s| s.name == n)
+            .filter(ok)
+            .find(same_arch)
+            .or_else(|| {
+                source
+                    .iter()
+                    .find(|s| s.provides().iter().any(|p| *p == n) && same_arch(s))
+            })
     };
     let mut out: Vec<&Stanza> = vec![];
     let mut todo: Vec<(String, String)> = wanted
@@ -197,8 +297,26 @@ pub fn closure<'a>(
         .collect();
     while let Some((by, clause)) = todo.pop() {
         let alts: Vec<&str> = clause.split('|').map(str::trim).collect();
-        if alts.iter().any(|a| have.contains(*a)) {
+        if alts.iter().any(|a| satisfied(&have, a)) {
             continue;
+        }
+        // the base has it, too old: changing the base is not ours to do
+        if let Some(a) = alts
+            .iter()
+            .find(|a| dep_name(a).is_some_and(|n| from_base.contains(&n)))
+        {
+            let n = dep_name(a).unwrap_or_default();
+            let at = base
+                .iter()
+                .find(|s| s.name == n)
+                .map(|s| s.version.clone())
+                .unwrap_or_default();
+            return Err(DpkgError::BaseTooOld {
+                package: by,
+                clause: clause.clone(),
+                name: n,
+                version: at,
+            });
         }
         let Some(s) = alts.iter().find_map(|a| provider(a)) else {
             return Err(DpkgError::Unresolvable {
@@ -207,11 +325,10 @@ pub fn closure<'a>(
                 source_image: source_image.to_string(),
             });
         };
-        have.insert(s.name.clone());
-        have.extend(s.provides());
+        add(s, &mut have);
         out.push(s);
         for c in s.depends().into_iter().rev() {
-            todo.push((s.name.clone(), c.join(" | ")));
+            todo.push((s.name.clone(), c));
         }
     }
     Ok(out)
@@ -291,8 +408,13 @@ pub fn harvest(
             }
             paths.push(p.to_string());
         }
-        let mut sums: Vec<(String, String)> = text(&format!("{stem}.md5sums"))
-            .unwrap_or_default()
+        let Some(sum_text) = text(&format!("{stem}.md5sums")) else {
+            return Err(DpkgError::NoSums {
+                package: s.name.clone(),
+                image: image.into(),
+            });
+        };
+        let mut sums: Vec<(String, String)> = sum_text
             .lines()
             .filter_map(|l| {
                 let (m, p) = l.split_once(char::is_whitespace)?;
@@ -308,15 +430,56 @@ pub fn harvest(
         }
         lists.push((s, stem, paths, sums));
     }
-    let wanted_paths: BTreeSet<&str> = lists
+    // a merged-/usr image stores `lib/x` (as dpkg lists it) at `usr/lib/x`: ask for both
+    let wanted_paths: BTreeSet<String> = lists
         .iter()
-        .flat_map(|(_, _, p, _)| p.iter().map(String::as_str))
+        .flat_map(|(_, _, p, _)| p.iter())
+        .flat_map(|p| [p.clone(), format!("usr/{p}")])
         .collect();
     let mut got =
         stream(image, found, facts, &|p: &str| wanted_paths.contains(p)).map_err(read_err)?;
+    let physical = |p: &str, got: &HashMap<String, Content>| -> String {
+        let merged = format!("usr/{p}");
+        if !got.contains_key(p) && got.contains_key(&merged) && is_merged_alias(p) {
+            merged
+        } else {
+            p.to_string()
+        }
+    };
     for (s, _, paths, sums) in &lists {
+        // a listed path that is a prefix of another is a directory in dpkg's view (in a
+        // merged-/usr image `lib` is a symlink): never written, the base's stays
+        let dirs: BTreeSet<&str> = paths
+            .iter()
+            .filter_map(|p| p.rsplit_once('/').map(|(d, _)| d))
+            .flat_map(|d| {
+                let mut v = vec![];
+                let mut cur = d;
+                loop {
+                    v.push(cur);
+                    match cur.rsplit_once('/') {
+                        Some((parent, _)) => cur = parent,
+                        None => break,
+                    }
+                }
+                v
+            })
+            .collect();
+        let summed: BTreeSet<&str> = sums.iter().map(|(p, _)| p.as_str()).collect();
+        for p in paths {
+            if !dirs.contains(p.as_str())
+                && !summed.contains(p.as_str())
+                && matches!(got.get(&physical(p, &got)), Some(Content::File { .. }))
+            {
+                return Err(DpkgError::Unchecked {
+                    package: s.name.clone(),
+                    image: image.into(),
+                    path: p.clone(),
+                });
+            }
+        }
         for (path, expected) in sums {
-            let Some(Content::File { data, .. }) = got.get(path) else {
+            let Some(Content::File { data, .. }) = got.get(&physical(path, &got)) else {
                 return Err(DpkgError::Missing {
                     package: s.name.clone(),
                     image: image.into(),
@@ -334,14 +497,35 @@ pub fn harvest(
                 });
             }
         }
-        for p in paths {
-            if let Some(c) = got.remove(p) {
-                out.files.insert(p.clone(), c);
+        for p in paths.iter().filter(|p| !dirs.contains(p.as_str())) {
+            let at = physical(p, &got);
+            if let Some(c) = got.remove(&at) {
+                out.files.insert(at, c);
             }
         }
         out.packages.push((s.name.clone(), s.version.clone()));
     }
-    let mut status = base_status.trim_end_matches('\n').to_string();
+    // the base's status as written, less any stanza of a package added here (one left
+    // in `config-files` state, say), then the added stanzas
+    let added: BTreeSet<&str> = add.iter().map(|s| s.name.as_str()).collect();
+    let mut status = String::new();
+    for block in base_status.split("\n\n") {
+        let block = block.trim_matches('\n');
+        if block.is_empty() {
+            continue;
+        }
+        let name = block
+            .lines()
+            .find_map(|l| l.strip_prefix("Package:"))
+            .map(str::trim);
+        if name.is_some_and(|n| added.contains(n)) {
+            continue;
+        }
+        if !status.is_empty() {
+            status.push_str("\n\n");
+        }
+        status.push_str(block);
+    }
     for s in &add {
         status.push_str("\n\n");
         status.push_str(&s.text);
@@ -384,12 +568,40 @@ mod tests {
     }
 
     #[test]
+    fn a_base_too_old_for_a_dependency_is_refused_not_replaced() {
+        let base = parse_status("Package: libc6\nVersion: 2.31-13\nArchitecture: amd64\n");
+        let src = parse_status(
+            "Package: git\nVersion: 1\nArchitecture: amd64\nDepends: libc6 (>= 2.34)\n\nPackage: libc6\nVersion: 2.36-9\nArchitecture: amd64\n",
+        );
+        let e = closure(&["git".into()], &base, &src, "img").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "git needs libc6 (>= 2.34), but the base has libc6 2.31-13: use a newer base ([image.base] in the rules)"
+        );
+        assert!(meets("1:2.39.5-0+deb12u1", ">>", "1:2.39.5"));
+        assert!(meets("1:2.39.5-0+deb12u1", "<<", "1:2.39.5-."));
+        assert!(!meets("2.31-13", ">=", "2.34"));
+    }
+
+    #[test]
+    fn the_architecture_of_the_base_is_preferred() {
+        let base = parse_status("Package: libc6\nVersion: 2.36-9\nArchitecture: amd64\n");
+        let src = parse_status(
+            "Package: libfoo\nVersion: 1\nArchitecture: i386\n\nPackage: libfoo\nVersion: 1\nArchitecture: amd64\n",
+        );
+        let got = closure(&["libfoo".into()], &base, &src, "img").unwrap();
+        assert_eq!(got[0].architecture, "amd64");
+    }
+
+    #[test]
     fn a_dependency_nobody_has_is_named() {
         let src = parse_status("Package: git\nVersion: 1\nDepends: libpcre2-8-0\n");
         let e = closure(&["git".into()], &[], &src, "img").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "git needs libpcre2-8-0, which neither the base nor img has installed"
+        assert!(
+            e.to_string().starts_with(
+                "git needs libpcre2-8-0, which neither the base nor img has installed"
+            ),
+            "{e}"
         );
         let e = closure(&["curl".into()], &[], &src, "img").unwrap_err();
         assert!(e.to_string().starts_with("(the rules) needs curl"), "{e}");

@@ -372,10 +372,17 @@ pub fn build_image<'a>(
     harvested.sort_by(|a, b| a.name.cmp(&b.name));
 
     // another version of a pinned distribution in the base is whited out, files and all
+    // (distribution additions too: a base's own other dulwich must not stay beside ours)
     let pinned: BTreeMap<&str, &str> = rt
         .requirements
         .iter()
         .map(|p| (p.name.as_str(), p.version.as_str()))
+        .chain(rt.additions.iter().filter_map(|a| {
+            (a.kind == crate::plan::additions::DISTRIBUTION)
+                .then_some(())
+                .and(a.version.as_deref())
+                .map(|v| (a.name.as_str(), v))
+        }))
         .collect();
     let mut hide = BTreeSet::new();
     for (name, version, dir, rows) in harvest::installed(&base_facts, &site) {
@@ -503,11 +510,13 @@ fn os_additions(
         image: rt.name.clone(),
         source: Box::new(source),
     };
-    let installed = |img: &Image| -> BTreeMap<String, String> {
+    // what a base has counts from any package manager (an Alpine base with git is fine);
+    // what is harvested comes from dpkg's records only
+    let packages = |img: &Image, dpkg_only: bool| -> BTreeMap<String, String> {
         img.contents
             .as_ref()
             .and_then(|c| c.system_packages.as_ref())
-            .filter(|p| p.manager == "dpkg")
+            .filter(|p| !dpkg_only || p.manager == "dpkg")
             .map(|p| {
                 p.packages
                     .iter()
@@ -516,7 +525,7 @@ fn os_additions(
             })
             .unwrap_or_default()
     };
-    let in_base = installed(base_img);
+    let in_base = packages(base_img, false);
     let missing: Vec<String> = wanted
         .iter()
         .filter(|w| !in_base.contains_key(*w))
@@ -563,7 +572,7 @@ fn os_additions(
                 && os(img) == base_os
                 && img.platform.architecture == base_img.platform.architecture
                 && {
-                    let have = installed(img);
+                    let have = packages(img, true);
                     missing.iter().all(|m| have.contains_key(m))
                 }
         })

@@ -143,9 +143,18 @@ fn download(w: &Wheel, index: &str) -> Result<(Vec<u8>, String), WheelError> {
                 w.file
             )));
         };
-        let url = base
+        let mut url = base
             .join(&href)
             .map_err(|e| err(format!("gave a bad link {href:?}: {e}")))?;
+        // a mirror's relative link needs the index's credentials too (same origin only)
+        if let Ok(index_url) = url::Url::parse(index)
+            && url.origin() == index_url.origin()
+            && url.username().is_empty()
+            && !index_url.username().is_empty()
+        {
+            let _ = url.set_username(index_url.username());
+            let _ = url.set_password(index_url.password());
+        }
         let resp = client
             .get(url.clone())
             .send()
@@ -176,9 +185,16 @@ fn redact(url: &str) -> String {
     }
 }
 
-/// A reqwest error without the URL it carries (which may hold credentials).
+/// A reqwest error and its causes (connection refused, DNS, TLS), without the URL it
+/// carries (which may hold credentials).
 fn without_url(e: &reqwest::Error) -> String {
     let mut s = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cause = c.source();
+    }
     if let Some(u) = e.url() {
         s = s.replace(u.as_str(), "<url>");
     }

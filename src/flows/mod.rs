@@ -545,6 +545,7 @@ fn requirement(
         .and_then(|s| s.state.get("base_image"))
         .and_then(|b| b.as_str())
         .map(str::to_string);
+    let parity = parity(img, pickled);
     Some(Requirement {
         python,
         os_family: c.os.as_ref().and_then(|o| o.family.clone()),
@@ -564,7 +565,59 @@ fn requirement(
             .collect(),
         unresolved_modules: unresolved,
         local_modules: local.into_iter().collect(),
+        parity,
     })
+}
+
+/// What the old image gave the flow beyond distributions: its environment (Docker
+/// storage's `env_vars` over the image's `ENV`, less the base's and Prefect's own), the
+/// paths `files` copied in, its OS packages, user and working directory.
+fn parity(
+    img: &Image,
+    pickled: Option<&crate::inventory::PickledFlow>,
+) -> crate::inventory::Parity {
+    use crate::inventory::BASE_ENV;
+    let state = pickled.and_then(|p| p.storage.as_ref()).map(|s| &s.state);
+    let mut env: std::collections::BTreeMap<String, String> = img.config.env.clone();
+    if let Some(vars) = state
+        .and_then(|s| s.get("env_vars"))
+        .and_then(|v| v.as_object())
+    {
+        for (k, v) in vars {
+            if let Some(v) = v.as_str() {
+                env.insert(k.clone(), v.to_string());
+            }
+        }
+    }
+    env.retain(|k, _| !BASE_ENV.contains(&k.as_str()));
+    let secret_env: Vec<String> = env
+        .iter()
+        .filter(|(k, v)| crate::secrets::looks_secret(k, v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    env.retain(|k, _| !secret_env.contains(k));
+    let mut files: Vec<String> = state
+        .and_then(|s| s.get("files"))
+        .and_then(|v| v.as_object())
+        .map(|m| {
+            m.values()
+                .filter_map(|d| d.as_str())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    crate::inventory::Parity {
+        env,
+        secret_env,
+        files,
+        user: img
+            .config
+            .user
+            .clone()
+            .filter(|u| !matches!(u.as_str(), "root" | "0" | "0:0" | "root:root")),
+        working_dir: img.config.working_dir.clone().filter(|w| w != "/"),
+    }
 }
 
 /// The normalized name a `Requires-Dist` line needs, unless only an extra asks for it.

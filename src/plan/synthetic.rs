@@ -261,6 +261,7 @@ fn flow(i: usize, image_id: &str, reference: &str, python: &str) -> Flow {
             imported_modules: vec![],
             unresolved_modules: vec![],
             local_modules: vec![],
+            parity: Default::default(),
         }),
         problems: vec![],
     }

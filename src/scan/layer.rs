@@ -521,6 +521,9 @@ fn walk_entries<R: Read>(
             if kind.is_symlink() {
                 if interest == Interest::Interpreter {
                     interpreter_fact(&path)
+                } else if interest == Interest::Executable {
+                    // `/usr/local/bin/git -> …`: on PATH all the same
+                    FileFact::Executable { mode: 0o777 }
                 } else {
                     FileFact::Symlink { target }
                 }

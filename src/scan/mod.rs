@@ -106,7 +106,7 @@ fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, String> {
     let c: oci_spec::image::ImageConfiguration =
         serde_json::from_slice(bytes).map_err(|e| format!("image config is invalid: {e}"))?;
     let inner = c.config().clone().unwrap_or_default();
-    let env: BTreeMap<String, String> = inner
+    let mut env: BTreeMap<String, String> = inner
         .env()
         .clone()
         .unwrap_or_default()
@@ -116,6 +116,8 @@ fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, String> {
             None => (kv, String::new()),
         })
         .collect();
+    // a credential baked into the image never reaches a document
+    let secrets = crate::secrets::redact_env(&mut env);
     let labels: BTreeMap<String, String> = inner
         .labels()
         .clone()
@@ -129,7 +131,10 @@ fn parse_config(bytes: &[u8]) -> Result<ParsedConfig, String> {
         .iter()
         .map(|h| HistoryEntry {
             created: h.created().clone(),
-            created_by: h.created_by().clone(),
+            created_by: h
+                .created_by()
+                .as_deref()
+                .map(|c| crate::secrets::scrub(c, &secrets)),
             empty_layer: h.empty_layer().unwrap_or(false),
         })
         .collect();

@@ -127,10 +127,10 @@ pub fn read_flow_file(raw: &[u8]) -> Result<FlowFile, FlowFileError> {
         } else {
             continue;
         };
-        *slot = Some(PickledObject {
-            class,
-            state: sk.state_json(idx),
-        });
+        // Docker storage keeps `env_vars` (and the commands that may repeat them)
+        let mut state = sk.state_json(idx);
+        crate::secrets::redact_json(&mut state);
+        *slot = Some(PickledObject { class, state });
     }
     Ok(FlowFile {
         format: format.into(),
