@@ -286,7 +286,7 @@ pub fn closure<'a>(
             .or_else(|| {
                 source
                     .iter()
-                    .find(|s| s.provides().iter().any(|p| *p == n) && same_arch(s))
+                    .find(|s| s.provides().contains(&n) && same_arch(s))
             })
     };
     let mut out: Vec<&Stanza> = vec![];
