@@ -128,6 +128,9 @@ fn main() {
                         Ok("benchmark".to_string()),
                     )]
                     .into(),
+                    os_packages: Default::default(),
+                    user: None,
+                    working_dir: None,
                 }),
             )
         })

@@ -889,3 +889,95 @@ fn git_is_harvested_with_its_dpkg_records_or_the_image_is_refused() {
         "{e}"
     );
 }
+
+/// A password baked into a flow image (`ENV DB_PASSWORD=…`, in its config and history):
+/// no document the scan, plan or report writes carries it; the flow's requirement names
+/// the variable as secret and keeps its ordinary environment for the run config.
+#[test]
+fn a_secret_in_an_image_env_is_never_written_and_the_rest_is_parity() {
+    const SECRET: &str = "hunter2-prod-9f8e7d";
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(
+        &["fixtures/parity"],
+        &["--oci", p(&oci)],
+        &["team-e-secrets"],
+    );
+    let imgs = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let yaml = d.join("prefect.yaml");
+    std::fs::write(
+        &yaml,
+        "name: team-e\ndeployments:\n  - name: nightly\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: registry.local:5000/team-e/etl:2024-12-01\n",
+    )
+    .unwrap();
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--prefect-yaml",
+        p(&yaml),
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&inv),
+    ]);
+    let plan = d.join("plan/plan.json");
+    ok(&[
+        "plan",
+        p(&inv),
+        "--image-registry",
+        "registry.local:5000/prefect",
+        "-o",
+        p(&plan),
+    ]);
+    let report = d.join("report");
+    ok(&[
+        "report",
+        p(&inv),
+        "--plan",
+        p(&plan),
+        "--no-timestamp",
+        "-o",
+        p(&report),
+    ]);
+    // the bytes of every file written, searched for the password
+    let mut written = 0;
+    let mut stack = vec![d.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.starts_with(&oci) {
+                continue; // the image itself, as built: it holds the password, by design
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                assert!(
+                    !String::from_utf8_lossy(&bytes).contains(SECRET),
+                    "{} carries the password",
+                    path.display()
+                );
+                written += 1;
+            }
+        }
+    }
+    assert!(written >= 6, "{written} files checked");
+    let doc = json(&inv);
+    let flow = &doc["flows"][0];
+    assert_eq!(
+        flow["requirement"]["parity"],
+        serde_json::json!({
+            "env": {"REPORT_BUCKET": "s3://team-e/reports"},
+            "secret_env": ["DB_PASSWORD"],
+        }),
+        "{flow}"
+    );
+    let image = &doc["images"][0];
+    assert_eq!(
+        image["config"]["env"]["DB_PASSWORD"],
+        unsprawl::secrets::REDACTED
+    );
+}

@@ -304,6 +304,7 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
             check_modules(&mut item, flow, file, &modules, &inp, target);
         }
         check_runtime_image(&mut item, flow, inp.runtime_images);
+        check_parity(&mut item, flow, &inp);
         check_token_secret(&mut item, target, &inp);
         check_annotated_tag(&mut item, target, &inp);
         match &inp.registrations {
@@ -462,6 +463,114 @@ fn entrypoint_function(flow: &Flow) -> Option<String> {
         .and_then(Value::as_str)
         .and_then(|e| e.rsplit_once(':'))
         .map(|(_, f)| f.to_string())
+}
+
+/// The runtime image gives the flow what its old image did beyond distributions, or
+/// the flow is refused: its OS packages, the files Docker storage copied in, its user and
+/// working directory; env is carried into the run config (see [`carry_env`]), unless a
+/// value looks like a secret.
+fn check_parity(item: &mut Item, flow: &Flow, inp: &Inputs<'_>) {
+    let Some(Ok(seen)) = inp.runtime_images.get(&item.runtime_image) else {
+        return; // the runtime-image check already refused it
+    };
+    let parity = flow
+        .requirement
+        .as_ref()
+        .map(|r| r.parity.clone())
+        .unwrap_or_default();
+    let mut problems = vec![];
+    if !parity.secret_env.is_empty() {
+        problems.push(format!(
+            "the old image set {} to values that look like secrets (withheld here): a registration must not carry them in clear; move each into a Prefect Secret (Prefect 1: a secret the agent has; Prefect 3: a Secret block), read it from there in the flow, and scan again",
+            parity.secret_env.join(", ")
+        ));
+    }
+    if !parity.files.is_empty() {
+        problems.push(format!(
+            "Docker storage copied {} into the old image, and runtime images do not carry copied files yet: put them in the flows repository or in the base image, then scan again",
+            parity.files.join(", ")
+        ));
+    }
+    for (what, old, new) in [
+        ("user", &parity.user, &seen.user),
+        ("working directory", &parity.working_dir, &seen.working_dir),
+    ] {
+        if let Some(o) = old
+            && Some(o) != new.as_ref()
+        {
+            problems.push(format!(
+                "the old image ran with {what} {o:?}, the runtime image with {}, and no run config field sets it",
+                new.as_deref().map(|n| format!("{n:?}")).unwrap_or_else(|| "the default".into())
+            ));
+        }
+    }
+    let image_packages: BTreeSet<&str> = flow
+        .link
+        .image_id
+        .as_deref()
+        .and_then(|id| inp.inventory.images.iter().find(|i| i.id == id))
+        .and_then(|i| i.contents.as_ref())
+        .and_then(|c| c.system_packages.as_ref())
+        .map(|p| p.packages.iter().map(|x| x.name.as_str()).collect())
+        .unwrap_or_default();
+    let missing: Vec<&str> = image_packages
+        .iter()
+        .copied()
+        .filter(|p| !seen.os_packages.contains(*p))
+        .collect();
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().copied().take(12).collect();
+        problems.push(format!(
+            "the runtime image lacks OS package(s) the old image had: {}{}; use a base that has them ([image.base], or build with --base-from members)",
+            shown.join(", "),
+            if missing.len() > shown.len() {
+                format!(" and {} more", missing.len() - shown.len())
+            } else {
+                String::new()
+            }
+        ));
+    }
+    let result = if problems.is_empty() {
+        let env: Vec<&str> = parity.env.keys().map(String::as_str).collect();
+        Ok(format!(
+            "the runtime image has the old image's {} OS package(s){}",
+            image_packages.len(),
+            if env.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; its env {} is carried into the run config",
+                    env.join(", ")
+                )
+            }
+        ))
+    } else {
+        Err(problems.join("; "))
+    };
+    check(item, "parity", result);
+}
+
+/// Merge the old image's env into a run config's (or job variables') `env`, never
+/// overriding a value the registration sets; the names added.
+fn carry_env(target: &mut Value, flow: &Flow) -> Vec<String> {
+    let Some(env) = flow.requirement.as_ref().map(|r| &r.parity.env) else {
+        return vec![];
+    };
+    if env.is_empty() || !target.is_object() {
+        return vec![];
+    }
+    if !target["env"].is_object() {
+        target["env"] = json!({});
+    }
+    let mut added = vec![];
+    let map = target["env"].as_object_mut().expect("made an object above");
+    for (k, v) in env {
+        if !map.contains_key(k) {
+            map.insert(k.clone(), v.clone().into());
+            added.push(k.clone());
+        }
+    }
+    added
 }
 
 /// Prefect 1.4.1 Git storage checks a tag out through `tree` of what the ref points at,
@@ -848,6 +957,14 @@ fn build_prefect1(
         }
     };
     item.notes.extend(note);
+    let mut new_rc = new_rc;
+    let carried = carry_env(&mut new_rc, flow);
+    if !carried.is_empty() {
+        item.notes.push(format!(
+            "env carried from the old image into the run config: {}",
+            carried.join(", ")
+        ));
+    }
     let problems = prefect1::check_git_storage(&new_storage, &flow.name);
     let new_flow = match prefect1::serialized_flow(row, &new_storage, &new_rc) {
         Ok(f) => f,
@@ -970,7 +1087,14 @@ fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, i
     let live = prefect3::snapshot(dep);
     let func = entrypoint_function(flow).unwrap_or_default();
     let entrypoint = format!("{}:{func}", item.flow_path.clone().unwrap_or_default());
-    let body = prefect3::patch_body(dep, &inp.git, &item.runtime_image, &entrypoint);
+    let mut body = prefect3::patch_body(dep, &inp.git, &item.runtime_image, &entrypoint);
+    let carried = carry_env(&mut body["job_variables"], flow);
+    if !carried.is_empty() {
+        item.notes.push(format!(
+            "env carried from the old image into job_variables.env: {}",
+            carried.join(", ")
+        ));
+    }
     if item.flow_path.is_some() && live == prefect3::snapshot(&body) {
         item.status = Status::Done;
         item.before = live.clone();

@@ -35,6 +35,10 @@ pub struct Seen {
     /// Per target storage (`git-storage`, `git-clone`): whether the image can fetch a
     /// flow's code that way, and what showed it (or what is missing).
     pub fetch: BTreeMap<String, Result<String, String>>,
+    /// Its OS package names, user and working directory (for the `parity` check).
+    pub os_packages: BTreeSet<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
 }
 
 /// Per runtime image name: seen and as planned, or why not.
@@ -191,6 +195,14 @@ pub fn compare(
             .iter()
             .flat_map(|d| d.import_names.iter().cloned())
             .collect(),
+        os_packages: c
+            .system_packages
+            .iter()
+            .flat_map(|p| &p.packages)
+            .map(|p| p.name.clone())
+            .collect(),
+        user: img.config.user.clone(),
+        working_dir: img.config.working_dir.clone(),
         fetch: fetch
             .iter()
             .map(|(storage, needs)| {
