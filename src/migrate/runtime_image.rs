@@ -299,3 +299,78 @@ fn can_fetch(
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A built image exactly as planned, but without what fetches code: every flow on it
+    /// is refused `fetch-code` for Prefect 1 Git storage until dulwich is there.
+    #[test]
+    fn an_image_without_dulwich_cannot_fetch_prefect1_code() {
+        let inv = crate::plan::synthetic::inventory(&crate::plan::synthetic::Spec {
+            flows: 3,
+            pythons: vec!["3.11".into()],
+            distributions: 4,
+            teams: 1,
+            per_flow: (1, 3),
+            max_versions: 1,
+            seed: 7,
+        });
+        let mut rules = crate::rules::Rules::default_rules();
+        rules.image.registry = "localhost/test".into();
+        // the wheel's requirement, met: the synthetic images have no urllib3
+        rules.fetch.get_mut("git-storage").unwrap().distributions[0].wheels[0]
+            .requires
+            .clear();
+        let solved = crate::plan::solve(&inv, &rules, &Default::default()).unwrap();
+        let rt = &solved.plan.runtime_images[0];
+        assert_eq!(rt.additions[0].name, "dulwich");
+        let mut img = inv.images[0].clone();
+        img.config
+            .labels
+            .insert(CONTENT_HASH_LABEL.into(), rt.content_hash.clone());
+        let c = img.contents.as_mut().unwrap();
+        let template = c.python.distributions[0].clone();
+        c.python.distributions = rt
+            .requirements
+            .iter()
+            .map(|p| crate::inventory::Distribution {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                ..template.clone()
+            })
+            .collect();
+        let fetch = fetch_rules(&solved.plan);
+        let seen = compare(rt, &img, &fetch).unwrap();
+        let e = seen.fetch["git-storage"].as_ref().unwrap_err();
+        assert!(
+            e.contains(
+                "cannot fetch the flow's code (git-storage): it lacks dulwich (dulwich>=0.19.7)"
+            ),
+            "{e}"
+        );
+        // two of them is no better than none
+        let c = img.contents.as_mut().unwrap();
+        for v in ["0.22.8", "0.21.7"] {
+            c.python.distributions.push(crate::inventory::Distribution {
+                name: "dulwich".into(),
+                version: v.into(),
+                ..template.clone()
+            });
+        }
+        let seen = compare(rt, &img, &fetch).unwrap();
+        assert!(
+            seen.fetch["git-storage"]
+                .as_ref()
+                .unwrap_err()
+                .contains("dulwich once (it has 0.22.8, 0.21.7)")
+        );
+        img.contents.as_mut().unwrap().python.distributions.pop();
+        let seen = compare(rt, &img, &fetch).unwrap();
+        assert_eq!(
+            seen.fetch["git-storage"].as_deref(),
+            Ok(format!("{} can fetch code for git-storage: dulwich 0.22.8", rt.name).as_str())
+        );
+    }
+}
