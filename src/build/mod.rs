@@ -225,18 +225,7 @@ pub fn build_image<'a>(
                 )
             })?,
     };
-    let base_found = sources
-        .open(base_img, &opts.access)
-        .map_err(|source| BuildError::Source {
-            image: rt.name.clone(),
-            source,
-        })?;
-    let base_facts = sources
-        .facts(base_img, &base_found, &opts.access)
-        .map_err(|source| BuildError::Source {
-            image: rt.name.clone(),
-            source,
-        })?;
+    let (base_found, base_facts) = opened(sources, base_img, opts, rt)?;
     let base_facts: Vec<LayerFacts> = base_facts.into_iter().take(base_layers).collect();
     let site = target_site(base_img, &base_facts, &rt.python);
 
@@ -348,19 +337,7 @@ pub fn build_image<'a>(
     )?;
     for (id, wanted) in &by_source {
         let img = by_id[id.as_str()];
-        let found = sources
-            .open(img, &opts.access)
-            .map_err(|source| BuildError::Source {
-                image: rt.name.clone(),
-                source,
-            })?;
-        let facts =
-            sources
-                .facts(img, &found, &opts.access)
-                .map_err(|source| BuildError::Source {
-                    image: rt.name.clone(),
-                    source,
-                })?;
+        let (found, facts) = opened(sources, img, opts, rt)?;
         let got = harvest::harvest(&label(img), &found, &facts, wanted).map_err(|source| {
             BuildError::Harvest {
                 image: rt.name.clone(),
@@ -586,18 +563,7 @@ fn os_additions(
                 if missing.len() == 1 { "it" } else { "them" }
             ),
         })?;
-    let found = sources
-        .open(source, &opts.access)
-        .map_err(|source| BuildError::Source {
-            image: rt.name.clone(),
-            source,
-        })?;
-    let facts = sources
-        .facts(source, &found, &opts.access)
-        .map_err(|source| BuildError::Source {
-            image: rt.name.clone(),
-            source,
-        })?;
+    let (found, facts) = opened(sources, source, opts, rt)?;
     let added =
         dpkg::harvest(&missing, &base_status, &label(source), &found, &facts).map_err(dpkg_err)?;
     for (name, version) in &added.packages {
@@ -609,6 +575,23 @@ fn os_additions(
         });
     }
     Ok(added.files)
+}
+
+/// A scanned image's blobs and the facts of its layers (each opened once per build:
+/// [`Sources`] keeps them), an error naming the runtime image being built.
+fn opened(
+    sources: &mut Sources,
+    img: &Image,
+    opts: &Options,
+    rt: &RuntimeImage,
+) -> Result<(FoundImage, Vec<LayerFacts>), BuildError> {
+    let err = |source| BuildError::Source {
+        image: rt.name.clone(),
+        source,
+    };
+    let found = sources.open(img, &opts.access).map_err(err)?;
+    let facts = sources.facts(img, &found, &opts.access).map_err(err)?;
+    Ok((found, facts))
 }
 
 /// The dist-info distribution `name` at exactly `version` in `img`, for Python `python`.
