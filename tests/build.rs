@@ -981,3 +981,125 @@ fn a_secret_in_an_image_env_is_never_written_and_the_rest_is_parity() {
         unsprawl::secrets::REDACTED
     );
 }
+
+/// Parity for OS packages: an extra Dockerfile command installed libpq5 above the base,
+/// so the runtime image carries it over from the member's own image, every file checked
+/// against dpkg's md5sums; two flows that differ only in their environment share the
+/// runtime image, each keeping its own env.
+#[test]
+fn os_packages_above_the_base_are_carried_and_env_alone_does_not_split() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(
+        &["fixtures/parity", "fixtures/fetch"],
+        &["--oci", p(&oci)],
+        &["team-f-libpq", "team-f-libpq-eu", "platform-git"],
+    );
+    let imgs = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let yaml = d.join("prefect.yaml");
+    let deployment = |name: &str, image: &str| {
+        format!(
+            "  - name: {name}\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: {image}\n"
+        )
+    };
+    std::fs::write(
+        &yaml,
+        format!(
+            "name: team-f\ndeployments:\n{}{}",
+            deployment("report", "registry.local:5000/team-f/report:2024-12-01"),
+            deployment(
+                "report-eu",
+                "registry.local:5000/team-f/report-eu:2024-12-01"
+            )
+        ),
+    )
+    .unwrap();
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--prefect-yaml",
+        p(&yaml),
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&inv),
+    ]);
+    let doc = json(&inv);
+    let envs: Vec<&Value> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| &f["requirement"]["parity"]["env"]["REPORT_BUCKET"])
+        .collect();
+    assert_eq!(envs, ["s3://team-f/reports", "s3://team-f/reports-eu"]);
+    let plan = d.join("plan/plan.json");
+    ok(&[
+        "plan",
+        p(&inv),
+        "--image-registry",
+        "registry.local:5000/prefect",
+        "-o",
+        p(&plan),
+    ]);
+    let plan_doc = json(&plan);
+    assert_eq!(plan_doc["runtime_images"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        plan_doc["runtime_images"][0]["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2,
+        "env alone does not split"
+    );
+    let layout = d.join("rt.oci");
+    let o = clean_command(&[
+        "build",
+        p(&plan),
+        "--base-from",
+        "members",
+        "--no-index",
+        "-o",
+        p(&layout),
+    ])
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let built = json(&layout.join("build.json"));
+    let libpq = built["images"][0]["additions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "libpq5")
+        .cloned()
+        .unwrap_or_else(|| panic!("libpq5 not carried: {built}"));
+    assert!(
+        libpq["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("registry.local:5000/team-f/report"),
+        "from a member's own image: {libpq}"
+    );
+    assert_eq!(libpq["version"], "15.10-0+deb12u1");
+    let name = plan_doc["runtime_images"][0]["name"].as_str().unwrap();
+    let files = squashed(&layout, name);
+    let sums = String::from_utf8(files["var/lib/dpkg/info/libpq5.md5sums"].clone()).unwrap();
+    let mut checked = 0;
+    for line in sums.lines() {
+        let (md5, path) = line.split_once("  ").unwrap();
+        assert_eq!(hex::encode(md5::Md5::digest(&files[path])), md5, "{path}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2);
+    let plan_typed: unsprawl::plan::Plan = serde_json::from_value(plan_doc.clone()).unwrap();
+    use unsprawl::migrate::runtime_image::{Location, check};
+    let seen = check(&plan_typed, &Location::Layout(layout), None);
+    let seen = seen[name].as_ref().unwrap();
+    assert!(
+        seen.os_packages.contains("libpq5"),
+        "{:?}",
+        seen.os_packages
+    );
+}

@@ -469,9 +469,10 @@ pub fn build_image<'a>(
     })
 }
 
-/// The OS packages `wanted` as files for the new layer: nothing when the base has them,
-/// else harvested (their dependency closure too) from a scanned image of the base's OS
-/// release (members first) that has them installed.
+/// The OS packages `wanted` (what fetches code) as files for the new layer: nothing when
+/// the base has them, else harvested (their dependency closure too) from a scanned image
+/// of the base's OS release (members first) that has them installed; then every dpkg
+/// package a member's image has and the image still lacks, from that member (parity).
 #[allow(clippy::too_many_arguments)]
 fn os_additions(
     inv: &Inventory,
@@ -502,7 +503,22 @@ fn os_additions(
             })
             .unwrap_or_default()
     };
-    let in_base = packages(base_img, false);
+    // the base is the layers it is built on, which with --base-from members is less than
+    // the whole member image: read its package database from those layers' facts
+    let in_base: BTreeMap<String, String> = {
+        let refs: Vec<&LayerFacts> = base_facts.iter().collect();
+        let view = crate::scan::squash::build_view(&refs);
+        ["var/lib/dpkg/status", "lib/apk/db/installed"]
+            .iter()
+            .filter_map(|p| view.get(p))
+            .flat_map(|(_, fact)| match fact {
+                crate::scan::layer::FileFact::DpkgStatus { packages }
+                | crate::scan::layer::FileFact::ApkInstalled { packages } => packages.clone(),
+                _ => vec![],
+            })
+            .map(|p| (p.name, p.version))
+            .collect()
+    };
     let missing: Vec<String> = wanted
         .iter()
         .filter(|w| !in_base.contains_key(*w))
@@ -516,65 +532,118 @@ fn os_additions(
             from: "the base".into(),
         });
     }
-    if missing.is_empty() {
-        return Ok(BTreeMap::new());
-    }
     let os = |img: &Image| {
         img.contents
             .as_ref()
             .and_then(|c| c.os.as_ref())
             .map(|o| (o.id.clone(), o.version_id.clone()))
     };
-    let base_os = os(base_img);
-    let release = base_img
-        .contents
-        .as_ref()
-        .and_then(|c| c.os.as_ref())
-        .and_then(|o| o.pretty_name.clone())
-        .unwrap_or_else(|| "the base's OS release".into());
-    let Some(base_status) =
-        dpkg::read_status(&label(base_img), base_found, base_facts).map_err(dpkg_err)?
-    else {
-        return Err(dpkg_err(dpkg::DpkgError::NoDatabase {
-            image: label(base_img),
-            wanted: missing.join(", "),
-        }));
+    let pretty = |img: &Image| {
+        img.contents
+            .as_ref()
+            .and_then(|c| c.os.as_ref())
+            .and_then(|o| o.pretty_name.clone())
+            .unwrap_or_else(|| "an unknown OS release".into())
     };
-    let source = members
-        .iter()
-        .copied()
-        .chain(inv.images.iter())
-        .find(|img| {
-            base_os.is_some()
-                && os(img) == base_os
-                && img.platform.architecture == base_img.platform.architecture
-                && {
-                    let have = packages(img, true);
-                    missing.iter().all(|m| have.contains_key(m))
-                }
-        })
-        .ok_or_else(|| BuildError::Addition {
-            image: rt.name.clone(),
-            message: format!(
-                "its base {} lacks {} and no scanned image of {release} ({}) has {} installed: use a base that has them ([image.base] in the rules), or scan an image of that release that has them",
-                label(base_img),
-                missing.join(", "),
-                base_img.platform.architecture,
-                if missing.len() == 1 { "it" } else { "them" }
-            ),
-        })?;
-    let (found, facts) = opened(sources, source, opts, rt)?;
-    let added =
-        dpkg::harvest(&missing, &base_status, &label(source), &found, &facts).map_err(dpkg_err)?;
-    for (name, version) in &added.packages {
-        record.push(AdditionSource {
-            kind: crate::plan::additions::OS_PACKAGE.into(),
-            name: name.clone(),
-            version: version.clone(),
-            from: label(source),
-        });
+    let base_os = os(base_img);
+    // the dpkg database the next harvest builds on: the base's, then with each addition
+    let mut status: Option<String> = None;
+    let read_base_status = |wanted: &[String]| -> Result<String, BuildError> {
+        dpkg::read_status(&label(base_img), base_found, base_facts)
+            .map_err(dpkg_err)?
+            .ok_or_else(|| {
+                dpkg_err(dpkg::DpkgError::NoDatabase {
+                    image: label(base_img),
+                    wanted: wanted.join(", "),
+                })
+            })
+    };
+    let mut files: BTreeMap<String, harvest::Content> = BTreeMap::new();
+    let mut have: BTreeSet<String> = in_base.keys().cloned().collect();
+    let mut take = |source: &Image,
+                    wanted: &[String],
+                    status: &mut Option<String>,
+                    have: &mut BTreeSet<String>,
+                    sources: &mut Sources|
+     -> Result<(), BuildError> {
+        let current = match status.take() {
+            Some(s) => s,
+            None => read_base_status(wanted)?,
+        };
+        let (found, facts) = opened(sources, source, opts, rt)?;
+        let added =
+            dpkg::harvest(wanted, &current, &label(source), &found, &facts).map_err(dpkg_err)?;
+        for (name, version) in &added.packages {
+            have.insert(name.clone());
+            record.push(AdditionSource {
+                kind: crate::plan::additions::OS_PACKAGE.into(),
+                name: name.clone(),
+                version: version.clone(),
+                from: label(source),
+            });
+        }
+        *status = match added.files.get(dpkg::STATUS) {
+            Some(harvest::Content::File { data, .. }) => {
+                Some(String::from_utf8_lossy(data).into_owned())
+            }
+            _ => Some(current),
+        };
+        files.extend(added.files);
+        Ok(())
+    };
+    if !missing.is_empty() {
+        let source = members
+            .iter()
+            .copied()
+            .chain(inv.images.iter())
+            .find(|img| {
+                base_os.is_some()
+                    && os(img) == base_os
+                    && img.platform.architecture == base_img.platform.architecture
+                    && {
+                        let have = packages(img, true);
+                        missing.iter().all(|m| have.contains_key(m))
+                    }
+            })
+            .ok_or_else(|| BuildError::Addition {
+                image: rt.name.clone(),
+                message: format!(
+                    "its base {} lacks {} and no scanned image of {} ({}) has {} installed: use a base that has them ([image.base] in the rules), or scan an image of that release that has them",
+                    label(base_img),
+                    missing.join(", "),
+                    pretty(base_img),
+                    base_img.platform.architecture,
+                    if missing.len() == 1 { "it" } else { "them" }
+                ),
+            })?;
+        take(source, &missing, &mut status, &mut have, sources)?;
     }
-    Ok(added.files)
+    // parity: every dpkg package a member's own image has, carried from that image (the
+    // packages its flows' extra commands installed, a library a distribution links to)
+    for m in members {
+        let lack: Vec<String> = packages(m, true)
+            .into_keys()
+            .filter(|n| !have.contains(n))
+            .collect();
+        if lack.is_empty() {
+            continue;
+        }
+        if base_os.is_none() || os(m) != base_os {
+            return Err(BuildError::Addition {
+                image: rt.name.clone(),
+                message: format!(
+                    "member image {} ({}) has {} that its base {} ({}) lacks, and packages of another OS release are not carried over: use a base of its release ([image.base], or --base-from members)",
+                    label(m),
+                    pretty(m),
+                    lack.join(", "),
+                    label(base_img),
+                    pretty(base_img)
+                ),
+            });
+        }
+        take(m, &lack, &mut status, &mut have, sources)?;
+    }
+    Ok(files)
 }
 
 /// A scanned image's blobs and the facts of its layers (each opened once per build:
