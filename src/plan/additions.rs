@@ -4,7 +4,7 @@
 //! hash-pinned wheel from the index); OS packages and executables are named here and
 //! resolved by `build` against the base it builds on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::str::FromStr;
 
 use pep440_rs::{Version, VersionSpecifiers};
@@ -41,8 +41,166 @@ pub const DISTRIBUTION: &str = "distribution";
 pub const OS_PACKAGE: &str = "os-package";
 pub const EXECUTABLE: &str = "executable";
 
-/// The additions of one runtime image for Python `python`, whose members are `members`
-/// (flow keys) and whose pins are `pins`.
+/// What the additions of every runtime image of a plan are chosen from, gathered once
+/// (a plan has thousands of flows and hundreds of images): each flow's target storage,
+/// and every scanned version of the distributions the rules' `[fetch.*]` name.
+pub struct Index<'a> {
+    rules: &'a Rules,
+    storage_of: HashMap<&'a str, &'static str>,
+    /// `(name, python)` → versions seen, with their `Requires-Dist`.
+    scanned: HashMap<(String, Option<String>), Vec<(&'a str, &'a [String])>>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(inv: &'a Inventory, rules: &'a Rules) -> Index<'a> {
+        let wanted: BTreeSet<&str> = rules
+            .fetch
+            .values()
+            .flat_map(|n| &n.distributions)
+            .map(|d| d.name.as_str())
+            .collect();
+        let mut scanned: HashMap<(String, Option<String>), Vec<(&str, &[String])>> = HashMap::new();
+        for d in inv
+            .images
+            .iter()
+            .filter_map(|i| i.contents.as_ref())
+            .flat_map(|c| &c.python.distributions)
+        {
+            // inventory names are PEP 503 normalized already
+            if wanted.contains(d.name.as_str()) {
+                scanned
+                    .entry((d.name.clone(), d.python.clone()))
+                    .or_default()
+                    .push((d.version.as_str(), d.requires_dist.as_slice()));
+            }
+        }
+        Index {
+            rules,
+            storage_of: inv
+                .flows
+                .iter()
+                .map(|f| (f.key.as_str(), target_storage(&f.system)))
+                .collect(),
+            scanned,
+        }
+    }
+
+    /// The additions of one runtime image for Python `python`, whose members are
+    /// `members` (flow keys) and whose pins are `pins`.
+    pub fn for_image(&self, python: &str, members: &[String], pins: &[DistPin]) -> Vec<Addition> {
+        let storages: BTreeSet<&str> = members
+            .iter()
+            .filter_map(|m| self.storage_of.get(m.as_str()).copied())
+            .collect();
+        let mut out = vec![];
+        for storage in storages {
+            let Some(needs) = self.rules.fetch.get(storage) else {
+                continue;
+            };
+            for d in &needs.distributions {
+                if let Some(a) = self.distribution(python, pins, storage, d) {
+                    out.push(a);
+                }
+            }
+            for p in &needs.os_packages {
+                out.push(Addition {
+                    kind: OS_PACKAGE.into(),
+                    name: p.clone(),
+                    version: None,
+                    needed_by: storage.into(),
+                    source: "base-or-scanned".into(),
+                    wheel: None,
+                    problem: None,
+                });
+            }
+            for x in &needs.executables {
+                out.push(Addition {
+                    kind: EXECUTABLE.into(),
+                    name: x.clone(),
+                    version: None,
+                    needed_by: storage.into(),
+                    source: "os-packages".into(),
+                    wheel: None,
+                    problem: None,
+                });
+            }
+        }
+        out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
+        out.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+        out
+    }
+
+    /// `None` when a pin already meets it.
+    fn distribution(
+        &self,
+        python: &str,
+        pins: &[DistPin],
+        storage: &str,
+        d: &FetchDistribution,
+    ) -> Option<Addition> {
+        let spec = VersionSpecifiers::from_str(&d.version).ok()?;
+        let meets = |v: &str| Version::from_str(v).is_ok_and(|v| spec.contains(&v));
+        let mut a = Addition {
+            kind: DISTRIBUTION.into(),
+            name: d.name.clone(),
+            version: None,
+            needed_by: storage.into(),
+            source: String::new(),
+            wheel: None,
+            problem: None,
+        };
+        if let Some(p) = pins.iter().find(|p| p.name == d.name) {
+            if meets(&p.version) {
+                return None;
+            }
+            a.version = Some(p.version.clone());
+            a.source = "pinned".into();
+            a.problem = Some(format!(
+                "its flows pin {} {}, but {storage} needs {}{}: allow a newer version in [versions.packages]",
+                d.name, p.version, d.name, d.version
+            ));
+            return Some(a);
+        }
+        // the newest version a scanned image has for this Python (or a version-less site)
+        let scanned = [Some(python.to_string()), None]
+            .into_iter()
+            .filter_map(|py| self.scanned.get(&(d.name.clone(), py)))
+            .flatten()
+            .filter(|(v, _)| meets(v))
+            .max_by_key(|(v, _)| Version::from_str(v).ok());
+        if let Some((v, requires)) = scanned {
+            a.version = Some(v.to_string());
+            a.source = "scanned".into();
+            a.problem = unmet(requires, pins);
+            return Some(a);
+        }
+        let py = Version::from_str(python).ok();
+        let wheel = d.wheels.iter().find(|w| {
+            VersionSpecifiers::from_str(&w.python)
+                .ok()
+                .zip(py.as_ref())
+                .is_some_and(|(s, v)| s.contains(v))
+        });
+        match wheel {
+            Some(w) => {
+                a.version = w.version().map(str::to_string);
+                a.source = "index".into();
+                a.problem = unmet(&w.requires, pins);
+                a.wheel = Some(w.clone());
+            }
+            None => {
+                a.source = "index".into();
+                a.problem = Some(format!(
+                    "no scanned image has {}{} for Python {python}, and no wheel in [fetch.{storage}] is for Python {python}: add one (file, sha256, python)",
+                    d.name, d.version
+                ));
+            }
+        }
+        Some(a)
+    }
+}
+
+/// The additions of one runtime image (an [`Index`] made for it alone).
 pub fn for_image(
     inv: &Inventory,
     rules: &Rules,
@@ -50,122 +208,7 @@ pub fn for_image(
     members: &[String],
     pins: &[DistPin],
 ) -> Vec<Addition> {
-    let storages: BTreeSet<&str> = inv
-        .flows
-        .iter()
-        .filter(|f| members.binary_search(&f.key).is_ok())
-        .map(|f| target_storage(&f.system))
-        .collect();
-    let mut out = vec![];
-    for storage in storages {
-        let Some(needs) = rules.fetch.get(storage) else {
-            continue;
-        };
-        for d in &needs.distributions {
-            if let Some(a) = distribution(inv, python, pins, storage, d) {
-                out.push(a);
-            }
-        }
-        for p in &needs.os_packages {
-            out.push(Addition {
-                kind: OS_PACKAGE.into(),
-                name: p.clone(),
-                version: None,
-                needed_by: storage.into(),
-                source: "base-or-scanned".into(),
-                wheel: None,
-                problem: None,
-            });
-        }
-        for x in &needs.executables {
-            out.push(Addition {
-                kind: EXECUTABLE.into(),
-                name: x.clone(),
-                version: None,
-                needed_by: storage.into(),
-                source: "os-packages".into(),
-                wheel: None,
-                problem: None,
-            });
-        }
-    }
-    out.sort_by(|a, b| (&a.kind, &a.name).cmp(&(&b.kind, &b.name)));
-    out.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
-    out
-}
-
-/// `None` when a pin already meets it.
-fn distribution(
-    inv: &Inventory,
-    python: &str,
-    pins: &[DistPin],
-    storage: &str,
-    d: &FetchDistribution,
-) -> Option<Addition> {
-    let spec = VersionSpecifiers::from_str(&d.version).ok()?;
-    let meets = |v: &str| Version::from_str(v).is_ok_and(|v| spec.contains(&v));
-    let mut a = Addition {
-        kind: DISTRIBUTION.into(),
-        name: d.name.clone(),
-        version: None,
-        needed_by: storage.into(),
-        source: String::new(),
-        wheel: None,
-        problem: None,
-    };
-    if let Some(p) = pins.iter().find(|p| p.name == d.name) {
-        if meets(&p.version) {
-            return None;
-        }
-        a.version = Some(p.version.clone());
-        a.source = "pinned".into();
-        a.problem = Some(format!(
-            "its flows pin {} {}, but {storage} needs {}{}: allow a newer version in [versions.packages]",
-            d.name, p.version, d.name, d.version
-        ));
-        return Some(a);
-    }
-    // the newest version a scanned image has for this Python
-    let scanned = inv
-        .images
-        .iter()
-        .filter_map(|i| i.contents.as_ref())
-        .flat_map(|c| &c.python.distributions)
-        .filter(|x| {
-            crate::rules::normalize(&x.name) == d.name
-                && x.python.as_deref().is_none_or(|p| p == python)
-                && meets(&x.version)
-        })
-        .max_by_key(|x| Version::from_str(&x.version).ok());
-    if let Some(x) = scanned {
-        a.version = Some(x.version.clone());
-        a.source = "scanned".into();
-        a.problem = unmet(&x.requires_dist, pins);
-        return Some(a);
-    }
-    let py = Version::from_str(python).ok();
-    let wheel = d.wheels.iter().find(|w| {
-        VersionSpecifiers::from_str(&w.python)
-            .ok()
-            .zip(py.as_ref())
-            .is_some_and(|(s, v)| s.contains(v))
-    });
-    match wheel {
-        Some(w) => {
-            a.version = w.version().map(str::to_string);
-            a.source = "index".into();
-            a.problem = unmet(&w.requires, pins);
-            a.wheel = Some(w.clone());
-        }
-        None => {
-            a.source = "index".into();
-            a.problem = Some(format!(
-                "no scanned image has {}{} for Python {python}, and no wheel in [fetch.{storage}] is for Python {python}: add one (file, sha256, python)",
-                d.name, d.version
-            ));
-        }
-    }
-    Some(a)
+    Index::new(inv, rules).for_image(python, members, pins)
 }
 
 /// The `Requires-Dist` lines (not conditional on an extra) the pins do not meet.

@@ -550,6 +550,7 @@ fn build_images(
 ) -> Result<BuiltImages, PlanError> {
     let mut images = vec![];
     let mut files = vec![];
+    let fetch = additions::Index::new(inv, rules);
     for (class, pinned) in classes.iter().zip(class_pins) {
         let p = &work.vertices[class[0]].partition;
         let requirements: Vec<DistPin> = pinned
@@ -578,7 +579,7 @@ fn build_images(
             .map(|&d| inv.flows[work.demands[d].flow].key.clone())
             .collect();
         members.sort();
-        let additions = additions::for_image(inv, rules, &p.python, &members, &requirements);
+        let additions = fetch.for_image(&p.python, &members, &requirements);
         let mut h = Sha256::new();
         h.update(format!("{base_image}\n"));
         for r in &requirements {
