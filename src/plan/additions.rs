@@ -41,14 +41,16 @@ pub const DISTRIBUTION: &str = "distribution";
 pub const OS_PACKAGE: &str = "os-package";
 pub const EXECUTABLE: &str = "executable";
 
+/// `(name, python)` → the versions scanned images have, each with its `Requires-Dist`.
+type Scanned<'a> = HashMap<(String, Option<String>), Vec<(&'a str, &'a [String])>>;
+
 /// What the additions of every runtime image of a plan are chosen from, gathered once
 /// (a plan has thousands of flows and hundreds of images): each flow's target storage,
 /// and every scanned version of the distributions the rules' `[fetch.*]` name.
 pub struct Index<'a> {
     rules: &'a Rules,
     storage_of: HashMap<&'a str, &'static str>,
-    /// `(name, python)` → versions seen, with their `Requires-Dist`.
-    scanned: HashMap<(String, Option<String>), Vec<(&'a str, &'a [String])>>,
+    scanned: Scanned<'a>,
 }
 
 impl<'a> Index<'a> {
