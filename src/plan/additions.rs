@@ -61,7 +61,7 @@ impl<'a> Index<'a> {
             .flat_map(|n| &n.distributions)
             .map(|d| d.name.as_str())
             .collect();
-        let mut scanned: HashMap<(String, Option<String>), Vec<(&str, &[String])>> = HashMap::new();
+        let mut scanned: Scanned<'a> = HashMap::new();
         for d in inv
             .images
             .iter()
