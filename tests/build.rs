@@ -107,6 +107,60 @@ fn norm(p: &str) -> String {
     parts.join("/")
 }
 
+/// Prefect 3 deployments on fixture images, planned: the images (specs from `fixtures/images`
+/// and `spec_dirs`) into `D/TAG.oci`, scanned; `deployments` (`name`, image reference),
+/// each running `/opt/prefect/flows/etl.py:etl`, written as a `prefect.yaml` and linked;
+/// then planned for `registry.local:5000/prefect`, with a rules file of `rules` if given.
+/// Returns the inventory and the plan.
+fn plan_prefect3(
+    d: &Path,
+    tag: &str,
+    spec_dirs: &[&str],
+    images: &[&str],
+    deployments: &[(&str, &str)],
+    rules: Option<&str>,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let oci = d.join(format!("{tag}.oci"));
+    build_fixtures(spec_dirs, &["--oci", p(&oci)], images);
+    let imgs = d.join(format!("{tag}-images.json"));
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let mut yaml_text = format!("name: {tag}\ndeployments:\n");
+    for (name, image) in deployments {
+        yaml_text.push_str(&format!(
+            "  - name: {name}\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: {image}\n"
+        ));
+    }
+    let yaml = d.join(format!("{tag}-prefect.yaml"));
+    std::fs::write(&yaml, yaml_text).unwrap();
+    let inv = d.join(format!("{tag}-inventory.json"));
+    ok(&[
+        "scan",
+        "prefect",
+        "--prefect-yaml",
+        p(&yaml),
+        "--images",
+        p(&imgs),
+        "-o",
+        p(&inv),
+    ]);
+    let plan = d.join(format!("{tag}/plan.json"));
+    let mut args = vec![
+        "plan",
+        p(&inv),
+        "--image-registry",
+        "registry.local:5000/prefect",
+        "-o",
+        p(&plan),
+    ];
+    let rules_file = d.join(format!("{tag}-rules.toml"));
+    if let Some(text) = rules {
+        std::fs::write(&rules_file, text).unwrap();
+        args.extend(["--rules", p(&rules_file)]);
+    }
+    ok(&args);
+    (inv, plan)
+}
+
 #[test]
 fn runtime_images_are_built_pushed_proven_and_reproducible() {
     let reg = Registry::start(Auth::None);
@@ -708,48 +762,16 @@ fn a_file_changed_after_install_refuses_its_image_and_the_others_build() {
 fn git_is_harvested_with_its_dpkg_records_or_the_image_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let yaml = d.join("prefect.yaml");
-    std::fs::write(
-        &yaml,
-        "name: team-d\ndeployments:\n  - name: etl-daily\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: registry.local:5000/team-d/etl:2024-11-01\n",
-    )
-    .unwrap();
     let plan_for = |images: &[&str], tag: &str, rules: Option<&str>| {
-        let oci = d.join(format!("{tag}.oci"));
-        build_fixtures(
+        plan_prefect3(
+            d,
+            tag,
             &["fixtures/build-bad", "fixtures/fetch"],
-            &["--oci", p(&oci)],
             images,
-        );
-        let imgs = d.join(format!("{tag}-images.json"));
-        ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
-        let inv = d.join(format!("{tag}-inventory.json"));
-        ok(&[
-            "scan",
-            "prefect",
-            "--prefect-yaml",
-            p(&yaml),
-            "--images",
-            p(&imgs),
-            "-o",
-            p(&inv),
-        ]);
-        let plan = d.join(format!("{tag}/plan.json"));
-        let mut args = vec![
-            "plan",
-            p(&inv),
-            "--image-registry",
-            "registry.local:5000/prefect",
-            "-o",
-            p(&plan),
-        ];
-        let rules_file = d.join(format!("{tag}-rules.toml"));
-        if let Some(text) = rules {
-            std::fs::write(&rules_file, text).unwrap();
-            args.extend(["--rules", p(&rules_file)]);
-        }
-        ok(&args);
-        plan
+            &[("etl-daily", "registry.local:5000/team-d/etl:2024-11-01")],
+            rules,
+        )
+        .1
     };
     let build = |plan: &Path, layout: &Path| {
         clean_command(&[
@@ -898,40 +920,15 @@ fn a_secret_in_an_image_env_is_never_written_and_the_rest_is_parity() {
     const SECRET: &str = "hunter2-prod-9f8e7d";
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let oci = d.join("oci");
-    build_fixtures(
+    let (inv, plan) = plan_prefect3(
+        d,
+        "e",
         &["fixtures/parity"],
-        &["--oci", p(&oci)],
         &["team-e-secrets"],
+        &[("nightly", "registry.local:5000/team-e/etl:2024-12-01")],
+        None,
     );
-    let imgs = d.join("images.json");
-    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
-    let yaml = d.join("prefect.yaml");
-    std::fs::write(
-        &yaml,
-        "name: team-e\ndeployments:\n  - name: nightly\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: registry.local:5000/team-e/etl:2024-12-01\n",
-    )
-    .unwrap();
-    let inv = d.join("inventory.json");
-    ok(&[
-        "scan",
-        "prefect",
-        "--prefect-yaml",
-        p(&yaml),
-        "--images",
-        p(&imgs),
-        "-o",
-        p(&inv),
-    ]);
-    let plan = d.join("plan/plan.json");
-    ok(&[
-        "plan",
-        p(&inv),
-        "--image-registry",
-        "registry.local:5000/prefect",
-        "-o",
-        p(&plan),
-    ]);
+    let oci = d.join("e.oci");
     let report = d.join("report");
     ok(&[
         "report",
@@ -990,43 +987,20 @@ fn a_secret_in_an_image_env_is_never_written_and_the_rest_is_parity() {
 fn os_packages_above_the_base_are_carried_and_env_alone_does_not_split() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let oci = d.join("oci");
-    build_fixtures(
+    let (inv, plan) = plan_prefect3(
+        d,
+        "f",
         &["fixtures/parity", "fixtures/fetch"],
-        &["--oci", p(&oci)],
         &["team-f-libpq", "team-f-libpq-eu", "platform-git"],
-    );
-    let imgs = d.join("images.json");
-    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
-    let yaml = d.join("prefect.yaml");
-    let deployment = |name: &str, image: &str| {
-        format!(
-            "  - name: {name}\n    entrypoint: /opt/prefect/flows/etl.py:etl\n    work_pool:\n      name: k8s-pool\n      job_variables:\n        image: {image}\n"
-        )
-    };
-    std::fs::write(
-        &yaml,
-        format!(
-            "name: team-f\ndeployments:\n{}{}",
-            deployment("report", "registry.local:5000/team-f/report:2024-12-01"),
-            deployment(
+        &[
+            ("report", "registry.local:5000/team-f/report:2024-12-01"),
+            (
                 "report-eu",
-                "registry.local:5000/team-f/report-eu:2024-12-01"
-            )
-        ),
-    )
-    .unwrap();
-    let inv = d.join("inventory.json");
-    ok(&[
-        "scan",
-        "prefect",
-        "--prefect-yaml",
-        p(&yaml),
-        "--images",
-        p(&imgs),
-        "-o",
-        p(&inv),
-    ]);
+                "registry.local:5000/team-f/report-eu:2024-12-01",
+            ),
+        ],
+        None,
+    );
     let doc = json(&inv);
     let envs: Vec<&Value> = doc["flows"]
         .as_array()
@@ -1035,15 +1009,6 @@ fn os_packages_above_the_base_are_carried_and_env_alone_does_not_split() {
         .map(|f| &f["requirement"]["parity"]["env"]["REPORT_BUCKET"])
         .collect();
     assert_eq!(envs, ["s3://team-f/reports", "s3://team-f/reports-eu"]);
-    let plan = d.join("plan/plan.json");
-    ok(&[
-        "plan",
-        p(&inv),
-        "--image-registry",
-        "registry.local:5000/prefect",
-        "-o",
-        p(&plan),
-    ]);
     let plan_doc = json(&plan);
     assert_eq!(plan_doc["runtime_images"].as_array().unwrap().len(), 1);
     assert_eq!(
