@@ -665,7 +665,7 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
         "--base-from",
         "members",
     ]);
-    let migrate = |extra: &[&str]| {
+    let migrate_at = |ref_from: &str, to: &std::path::Path, extra: &[&str]| {
         let mut args = vec![
             "migrate",
             p(&plan_path),
@@ -678,36 +678,20 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
             "--flows-repo",
             p(git.path()),
             "--ref-from",
-            "branch=main",
+            ref_from,
             "--export",
             p(&export),
             "-o",
-            p(&out),
+            p(to),
         ];
         args.extend(extra);
         run(&args)
     };
+    let migrate = |extra: &[&str]| migrate_at("branch=main", &out, extra);
     // an annotated tag: Prefect 1 Git storage cannot check one out, so nothing moves
     git.git(&["tag", "-a", "release-1", "-m", "release 1"]);
     let elsewhere = tempfile::tempdir().unwrap();
-    let o = run(&[
-        "migrate",
-        p(&plan_path),
-        "--runtime-images",
-        p(&runtime),
-        "--repo-host",
-        "git.example.com",
-        "--repo",
-        "platform/flows",
-        "--flows-repo",
-        p(git.path()),
-        "--ref-from",
-        "tag=release-1",
-        "--export",
-        p(&export),
-        "-o",
-        p(elsewhere.path()),
-    ]);
+    let o = migrate_at("tag=release-1", elsewhere.path(), &[]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("4 flows: 0 ready, 4 refused"), "{err}");
