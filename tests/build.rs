@@ -962,6 +962,12 @@ fn a_secret_in_an_image_env_is_never_written_and_the_rest_is_parity() {
         }
     }
     assert!(written >= 6, "{written} files checked");
+    // the report lists what parity needs, the secret by name only
+    let md = std::fs::read_to_string(report.join("report.md")).unwrap();
+    assert!(
+        md.contains("env REPORT_BUCKET carried; secret-looking DB_PASSWORD (refused: move into a Prefect Secret)"),
+        "{md}"
+    );
     let doc = json(&inv);
     let flow = &doc["flows"][0];
     assert_eq!(

@@ -60,6 +60,11 @@ pub struct Report {
     /// Registrations that are not live (`name: why`), never planned or migrated.
     #[serde(default)]
     pub not_live: Vec<String>,
+    /// Live flows whose old image gave them more than distributions (`name: what`):
+    /// env carried into the run config, secret-looking variables (names only), copied
+    /// files, user and working directory — for the platform team to review.
+    #[serde(default)]
+    pub parity: Vec<String>,
     /// Images created more than `stale_after_days` before the inventory was scanned.
     pub stale: Vec<String>,
     pub stale_after_days: u64,
@@ -415,6 +420,39 @@ pub fn build(
         })
         .collect();
 
+    let parity: Vec<String> = inv
+        .flows
+        .iter()
+        .filter(|f| f.state.is_live())
+        .filter_map(|f| {
+            let p = &f.requirement.as_ref()?.parity;
+            let mut what = vec![];
+            if !p.env.is_empty() {
+                let keys: Vec<&str> = p.env.keys().map(String::as_str).collect();
+                what.push(format!("env {} carried", keys.join(", ")));
+            }
+            if !p.secret_env.is_empty() {
+                what.push(format!(
+                    "secret-looking {} (refused: move into a Prefect Secret)",
+                    p.secret_env.join(", ")
+                ));
+            }
+            if !p.files.is_empty() {
+                what.push(format!(
+                    "files {} (refused: not carried yet)",
+                    p.files.join(", ")
+                ));
+            }
+            if let Some(u) = &p.user {
+                what.push(format!("user {u}"));
+            }
+            if let Some(w) = &p.working_dir {
+                what.push(format!("working directory {w}"));
+            }
+            (!what.is_empty()).then(|| format!("{}: {}", f.title(), what.join("; ")))
+        })
+        .collect();
+
     let plan = plan.map(|p| {
         let used: BTreeSet<&str> = p
             .flows
@@ -502,6 +540,7 @@ pub fn build(
         already_migrated,
         paused,
         not_live,
+        parity,
         stale,
         stale_after_days: opts.stale_after.as_secs() / 86_400,
         plan,
