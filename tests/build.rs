@@ -811,22 +811,25 @@ fn git_is_harvested_with_its_dpkg_records_or_the_image_is_refused() {
             "os-package git"
         ]
     );
-    let o = build(&plan, &d.join("alone-rt.oci"));
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("lacks git and no scanned image of Debian GNU/Linux 12 (bookworm) (amd64) has it installed: use a base that has them ([image.base] in the rules)"),
-        "{err}"
+    // a refused build: exit 1, and the reason printed
+    let refused = |plan: &Path, tag: &str, reason: &str| {
+        let o = build(plan, &d.join(format!("{tag}-rt.oci")));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(reason), "{err}");
+    };
+    refused(
+        &plan,
+        "alone",
+        "lacks git and no scanned image of Debian GNU/Linux 12 (bookworm) (amd64) has it installed: use a base that has them ([image.base] in the rules)",
     );
 
     // git edited after install: its md5sum says so
     let plan = plan_for(&["team-d-etl-prefect3", "git-patched"], "patched", None);
-    let o = build(&plan, &d.join("patched-rt.oci"));
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("git in bad/git-patched:1: usr/bin/git does not match its dpkg md5sum"),
-        "{err}"
+    refused(
+        &plan,
+        "patched",
+        "git in bad/git-patched:1: usr/bin/git does not match its dpkg md5sum",
     );
 
     // from the platform's CI image: built, every file of every added package as dpkg

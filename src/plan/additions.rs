@@ -202,17 +202,6 @@ impl<'a> Index<'a> {
     }
 }
 
-/// The additions of one runtime image (an [`Index`] made for it alone).
-pub fn for_image(
-    inv: &Inventory,
-    rules: &Rules,
-    python: &str,
-    members: &[String],
-    pins: &[DistPin],
-) -> Vec<Addition> {
-    Index::new(inv, rules).for_image(python, members, pins)
-}
-
 /// The `Requires-Dist` lines (not conditional on an extra) the pins do not meet.
 fn unmet(requires: &[String], pins: &[DistPin]) -> Option<String> {
     let mut missing = vec![];
@@ -285,6 +274,16 @@ mod tests {
             max_versions: 1,
             seed: 1,
         })
+    }
+
+    fn for_image(
+        inv: &Inventory,
+        rules: &Rules,
+        python: &str,
+        members: &[String],
+        pins: &[DistPin],
+    ) -> Vec<Addition> {
+        Index::new(inv, rules).for_image(python, members, pins)
     }
 
     #[test]
