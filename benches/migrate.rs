@@ -128,6 +128,7 @@ fn main() {
                         Ok("benchmark".to_string()),
                     )]
                     .into(),
+                    image: None,
                     os_packages: Default::default(),
                     user: None,
                     working_dir: None,
@@ -156,6 +157,7 @@ fn main() {
             runtime_images: &seen,
             default_run_config: "KubernetesRun".into(),
             token_secret: None,
+            carried_files: Default::default(),
         })
     });
     let ready = m.items.iter().filter(|i| i.status == Status::Ready).count();

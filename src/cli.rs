@@ -1061,6 +1061,16 @@ fn demo(out: &Path) -> Result<ExitCode> {
         &crate::migrate::runtime_image::Location::Layout(runtime_dir),
         Some(out.join("cache")),
     );
+    let carried_files = crate::migrate::runtime_image::carried_files(
+        &inv,
+        &solved.plan,
+        &seen,
+        &crate::build::source::Access {
+            temp_dir: std::env::temp_dir(),
+            cache_root: Some(out.join("cache")),
+            ..crate::build::source::Access::default()
+        },
+    );
     let checkout = crate::migrate::gitref::Checkout::open(&repo_dir).map_err(anyhow::Error::msg)?;
     let git_ref = crate::migrate::gitref::decide(
         &crate::migrate::gitref::RefFrom::Branch(branch),
@@ -1086,6 +1096,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         runtime_images: &seen,
         default_run_config: "KubernetesRun".into(),
         token_secret: None,
+        carried_files,
     });
     let migration_dir = out.join("migration");
     let mut m = m;

@@ -52,6 +52,8 @@ fn squashed(layout: &Path, name: &str) -> HashMap<String, Vec<u8>> {
         );
         let reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::read::MultiGzDecoder::new(bytes.as_slice()))
+        } else if bytes.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Box::new(zstd::stream::read::Decoder::new(bytes.as_slice()).unwrap())
         } else {
             Box::new(bytes.as_slice())
         };
@@ -1075,5 +1077,187 @@ fn os_packages_above_the_base_are_carried_and_env_alone_does_not_split() {
         seen.os_packages.contains("libpq5"),
         "{:?}",
         seen.os_packages
+    );
+}
+
+/// Parity for files: Docker storage's `files=` copied `/opt/mylib` into both of the
+/// demo's flow-a images (Python 3.11 and 3.10); each runtime image holds those files
+/// byte for byte (read here from both layouts by this test's own code), and migrate's
+/// `parity` check says so for every flow that had them.
+#[test]
+fn files_docker_storage_copied_in_are_carried_byte_for_byte() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    ok(&["demo", "-o", p(&out)]);
+    let sha = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let mylib = |files: &HashMap<String, Vec<u8>>| -> BTreeMap<String, String> {
+        files
+            .iter()
+            .filter(|(p, _)| p.starts_with("opt/mylib/"))
+            .map(|(p, b)| (p.clone(), sha(b)))
+            .collect()
+    };
+    let plan = json(&out.join("plan.json"));
+    let mut carried = 0;
+    for (old, python) in [
+        ("registry.local:5000/team/flow-a:2023-01-01", "3.11"),
+        ("registry.local:5000/team-b/flow-a:2022-06-30", "3.10"),
+    ] {
+        let before = mylib(&squashed(&out.join("images/oci"), old));
+        assert_eq!(before.len(), 2, "{old}: {before:?}");
+        let runtime = plan["runtime_images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["python"] == python)
+            .unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let after = mylib(&squashed(&out.join("runtime-images.oci"), &runtime));
+        assert_eq!(before, after, "{runtime} carries {old}'s /opt/mylib");
+        carried += 1;
+    }
+    assert_eq!(carried, 2);
+    let m = json(&out.join("migration/migration.json"));
+    let parity: Vec<String> = m["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|it| {
+            it["checks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["check"] == "parity")
+                .map(|c| {
+                    assert_eq!(c["ok"], true, "{c}");
+                    c["detail"].as_str().unwrap().to_string()
+                })
+        })
+        .collect();
+    assert_eq!(
+        parity
+            .iter()
+            .filter(|d| d.contains("the 2 file(s) Docker storage copied in (/opt/mylib) are in the runtime image, byte for byte"))
+            .count(),
+        3,
+        "flow-a on 3.11 and 3.10, and its nightly twin: {parity:?}"
+    );
+
+    // runtime images of the same names built without those files (from a plan of an
+    // inventory that forgot them): migrate compares the bytes and refuses those flows
+    let mut inv = json(&out.join("inventory.json"));
+    for f in inv["flows"].as_array_mut().unwrap() {
+        if let Some(parity) = f.pointer_mut("/requirement/parity")
+            && let Some(p) = parity.as_object_mut()
+        {
+            p.remove("files");
+        }
+    }
+    let forgot = tmp.path().join("forgot/inventory.json");
+    std::fs::create_dir_all(forgot.parent().unwrap()).unwrap();
+    std::fs::write(&forgot, inv.to_string()).unwrap();
+    let forgot_plan = tmp.path().join("forgot/plan.json");
+    ok(&[
+        "plan",
+        p(&forgot),
+        "--image-registry",
+        "localhost/unsprawl-demo",
+        "-o",
+        p(&forgot_plan),
+    ]);
+    assert_eq!(
+        json(&forgot_plan)["runtime_images"],
+        plan["runtime_images"],
+        "the same images by name"
+    );
+    let without = tmp.path().join("forgot/runtime.oci");
+    ok(&[
+        "build",
+        p(&forgot_plan),
+        "--base-from",
+        "members",
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
+        "-o",
+        p(&without),
+    ]);
+    assert!(
+        mylib(&squashed(
+            &without,
+            plan["runtime_images"][0]["name"].as_str().unwrap()
+        ))
+        .is_empty()
+    );
+    let o = clean_command(&[
+        "migrate",
+        p(&out.join("plan.json")),
+        "--runtime-images",
+        p(&without),
+        "--repo-host",
+        "git.example.com",
+        "--repo",
+        "platform/flows",
+        "--flows-repo",
+        p(&out.join("flows-repo")),
+        "--ref-from",
+        "branch=main",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "-o",
+        p(&tmp.path().join("forgot/migration")),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("✗ parity: the runtime image lacks or changed 2 of the files Docker storage copied in: /opt/mylib/__init__.py, /opt/mylib/transforms.py").count(),
+        3,
+        "{err}"
+    );
+
+    // two members with other bytes at one copied path cannot share an image: the build
+    // refuses it, naming the path and both images (team-c's report image has its own
+    // os-release; say both flows' storage had copied that file in)
+    let mut inv = json(&out.join("inventory.json"));
+    for f in inv["flows"].as_array_mut().unwrap() {
+        if f.pointer("/requirement/python") == Some(&Value::from("3.11")) {
+            f["requirement"]["parity"]["files"] = serde_json::json!(["/usr/lib/os-release"]);
+        }
+    }
+    let clash = tmp.path().join("clash/inventory.json");
+    std::fs::create_dir_all(clash.parent().unwrap()).unwrap();
+    std::fs::write(&clash, inv.to_string()).unwrap();
+    let clash_plan = tmp.path().join("clash/plan.json");
+    ok(&[
+        "plan",
+        p(&clash),
+        "--image-registry",
+        "localhost/unsprawl-demo",
+        "-o",
+        p(&clash_plan),
+    ]);
+    let o = clean_command(&[
+        "build",
+        p(&clash_plan),
+        "--base-from",
+        "members",
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
+        "-o",
+        p(&tmp.path().join("clash/runtime.oci")),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("/usr/lib/os-release differs between registry.local:5000/team")
+            && err.contains("its flows cannot share one image"),
+        "{err}"
     );
 }

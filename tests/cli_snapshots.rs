@@ -28,7 +28,7 @@ fn demo_summary() {
     );
     // a second run finds every layer in its cache
     let again = run_in(tmp.path(), &["demo", "-o", "out"]);
-    assert!(String::from_utf8_lossy(&again.stderr).contains("(0 read, 18 from cache)"));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(0 read, 19 from cache)"));
 }
 
 #[test]

@@ -335,7 +335,7 @@ fn audit_runs_the_whole_pipeline_into_one_folder() {
     );
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("(0 read, 18 from cache)"), "{err}");
+    assert!(err.contains("(0 read, 19 from cache)"), "{err}");
     assert!(err.contains("policy violated: images>4"), "{err}");
     let t = read_report(&tmp.path().join("a2/report.json"))
         .trend

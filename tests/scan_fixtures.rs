@@ -457,7 +457,7 @@ fn second_scan_reads_no_layer_and_writes_the_same_inventory() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    assert_eq!(progress.len(), 18, "one progress line per layer read");
+    assert_eq!(progress.len(), 19, "one progress line per layer read");
     assert!(
         progress
             .iter()
@@ -466,11 +466,11 @@ fn second_scan_reads_no_layer_and_writes_the_same_inventory() {
     let (warm, warm_log) = run("warm.json", &["--cache-dir", p(&cache)]);
     let (uncached, _) = run("none.json", &["--no-cache"]);
     assert!(
-        cold_log.contains("18 distinct layers (18 read, 0 from cache)"),
+        cold_log.contains("19 distinct layers (19 read, 0 from cache)"),
         "{cold_log}"
     );
     assert!(
-        warm_log.contains("18 distinct layers (0 read, 18 from cache)"),
+        warm_log.contains("19 distinct layers (0 read, 19 from cache)"),
         "{warm_log}"
     );
     assert_eq!(cold, warm, "the cache changes nothing in the result");

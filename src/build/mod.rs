@@ -325,7 +325,7 @@ pub fn build_image<'a>(
         });
         harvested.push(h);
     }
-    let os_files = os_additions(
+    let mut os_files = os_additions(
         inv,
         rt,
         &os_wanted,
@@ -335,6 +335,8 @@ pub fn build_image<'a>(
         opts,
         &mut addition_sources,
     )?;
+    let copied = storage_files(inv, rt, sources, opts, &mut addition_sources)?;
+    os_files.extend(copied);
     for (id, wanted) in &by_source {
         let img = by_id[id.as_str()];
         let (found, facts) = opened(sources, img, opts, rt)?;
@@ -642,6 +644,102 @@ fn os_additions(
             });
         }
         take(m, &lack, &mut status, &mut have, sources)?;
+    }
+    Ok(files)
+}
+
+/// The files Docker storage's `files=` copied into each member's image (its
+/// `requirement.parity.files`), taken from that image as its final filesystem shows them.
+/// Two members with different bytes at one path refuse the image.
+fn storage_files(
+    inv: &Inventory,
+    rt: &RuntimeImage,
+    sources: &mut Sources,
+    opts: &Options,
+    record: &mut Vec<AdditionSource>,
+) -> Result<BTreeMap<String, harvest::Content>, BuildError> {
+    let mut out: BTreeMap<String, (harvest::Content, String)> = BTreeMap::new();
+    for flow in inv
+        .flows
+        .iter()
+        .filter(|f| rt.members.binary_search(&f.key).is_ok())
+    {
+        let Some(dests) = flow
+            .requirement
+            .as_ref()
+            .map(|r| &r.parity.files)
+            .filter(|f| !f.is_empty())
+        else {
+            continue;
+        };
+        let Some(img) = flow
+            .link
+            .image_id
+            .as_deref()
+            .and_then(|id| inv.images.iter().find(|i| i.id == id))
+        else {
+            continue;
+        };
+        let roots: Vec<String> = dests
+            .iter()
+            .map(|d| d.trim_matches('/').to_string())
+            .collect();
+        let (found, facts) = opened(sources, img, opts, rt)?;
+        let got = harvest::stream(&label(img), &found, &facts, &|p: &str| {
+            roots.iter().any(|r| {
+                p == r
+                    || p.strip_prefix(r.as_str())
+                        .is_some_and(|x| x.starts_with('/'))
+            })
+        })
+        .map_err(|source| BuildError::Harvest {
+            image: rt.name.clone(),
+            source: Box::new(source),
+        })?;
+        for r in &roots {
+            if !got
+                .keys()
+                .any(|p| p == r || p.starts_with(&format!("{r}/")))
+            {
+                return Err(BuildError::Addition {
+                    image: rt.name.clone(),
+                    message: format!(
+                        "{} copied /{r} in with Docker storage's files=, but {} has nothing there",
+                        flow.title(),
+                        label(img)
+                    ),
+                });
+            }
+        }
+        for (path, content) in got {
+            if let Some((before, from)) = out.get(&path) {
+                if *before != content {
+                    return Err(BuildError::Addition {
+                        image: rt.name.clone(),
+                        message: format!(
+                            "/{path} differs between {from} and {}: its flows cannot share one image (plan them apart with a [[separate]] rule)",
+                            label(img)
+                        ),
+                    });
+                }
+                continue;
+            }
+            out.insert(path, (content, label(img)));
+        }
+    }
+    let mut files = BTreeMap::new();
+    for (path, (content, from)) in out {
+        let digest = match &content {
+            harvest::Content::File { data, .. } => crate::scan::source::sha256_digest(data),
+            harvest::Content::Symlink { target } => format!("symlink to {target}"),
+        };
+        record.push(AdditionSource {
+            kind: "file".into(),
+            name: format!("/{path}"),
+            version: digest,
+            from,
+        });
+        files.insert(path, content);
     }
     Ok(files)
 }

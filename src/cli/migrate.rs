@@ -229,6 +229,17 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         &at,
         Some(crate::scan::cache::LayerCache::default_root()),
     );
+    let carried_files = migrate::runtime_image::carried_files(
+        &inv,
+        &plan,
+        &seen,
+        &crate::build::source::Access {
+            plain_http: a.plain_http,
+            temp_dir: std::env::temp_dir(),
+            cache_root: Some(crate::scan::cache::LayerCache::default_root()),
+            ..crate::build::source::Access::default()
+        },
+    );
     let token_secret = match (&git.token_secret, target, &endpoint) {
         (Some(name), Target::Prefect3, Some(e)) => Some(apply::secret_block(e, name)),
         _ => None,
@@ -244,6 +255,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         runtime_images: &seen,
         default_run_config: a.default_run_config.clone(),
         token_secret,
+        carried_files,
     });
     let mut m = m;
     m.inputs = migration_inputs(&a.plan, &inv_path, &a.output)?;

@@ -213,6 +213,9 @@ pub struct Inputs<'a> {
     pub default_run_config: String,
     /// Prefect 3 with `--git-token-secret`: whether the server has that Secret block.
     pub token_secret: Option<Result<String, String>>,
+    /// Per flow whose storage copied files in: whether its runtime image holds them
+    /// (`runtime_image::carried_files`).
+    pub carried_files: HashMap<String, Result<String, String>>,
 }
 
 /// Build and verify every item. Pure over its inputs: no network, no writes.
@@ -485,11 +488,16 @@ fn check_parity(item: &mut Item, flow: &Flow, inp: &Inputs<'_>) {
             parity.secret_env.join(", ")
         ));
     }
+    let mut carried = None;
     if !parity.files.is_empty() {
-        problems.push(format!(
-            "Docker storage copied {} into the old image, and runtime images do not carry copied files yet: put them in the flows repository or in the base image, then scan again",
-            parity.files.join(", ")
-        ));
+        match inp.carried_files.get(&flow.key) {
+            Some(Ok(d)) => carried = Some(d.clone()),
+            Some(Err(e)) => problems.push(e.clone()),
+            None => problems.push(format!(
+                "Docker storage copied {} into the old image, and nothing compared it with the runtime image",
+                parity.files.join(", ")
+            )),
+        }
     }
     for (what, old, new) in [
         ("user", &parity.user, &seen.user),
@@ -533,8 +541,9 @@ fn check_parity(item: &mut Item, flow: &Flow, inp: &Inputs<'_>) {
     let result = if problems.is_empty() {
         let env: Vec<&str> = parity.env.keys().map(String::as_str).collect();
         Ok(format!(
-            "the runtime image has the old image's {} OS package(s){}",
+            "the runtime image has the old image's {} OS package(s){}{}",
             image_packages.len(),
+            carried.map(|c| format!("; {c}")).unwrap_or_default(),
             if env.is_empty() {
                 String::new()
             } else {

@@ -35,6 +35,8 @@ pub struct Seen {
     /// Per target storage (`git-storage`, `git-clone`): whether the image can fetch a
     /// flow's code that way, and what showed it (or what is missing).
     pub fetch: BTreeMap<String, Result<String, String>>,
+    /// The image as scanned (its locations let its layers be read again).
+    pub image: Option<Box<Image>>,
     /// Its OS package names, user and working directory (for the `parity` check).
     pub os_packages: BTreeSet<String>,
     pub user: Option<String>,
@@ -88,6 +90,105 @@ pub fn check(plan: &Plan, at: &Location, cache_root: Option<PathBuf>) -> Verdict
         .iter()
         .map(|rt| (rt.name.clone(), verdict(rt, &inv, &hint, &fetch)))
         .collect()
+}
+
+/// Per flow whose Docker storage copied files in: whether its runtime image holds each
+/// of them with the bytes its old image had (both images' layers read again, each
+/// once), or what differs.
+pub fn carried_files(
+    inv: &Inventory,
+    plan: &Plan,
+    seen: &Verdicts,
+    access: &crate::build::source::Access,
+) -> HashMap<String, Result<String, String>> {
+    use crate::build::harvest::{Content, stream};
+    use crate::build::source::{Sources, label};
+    let mut sources = Sources::default();
+    let mut read = |img: &Image, roots: &[String]| -> Result<BTreeMap<String, String>, String> {
+        let found = sources.open(img, access).map_err(|e| e.to_string())?;
+        let facts = sources
+            .facts(img, &found, access)
+            .map_err(|e| e.to_string())?;
+        let got = stream(&label(img), &found, &facts, &|p: &str| {
+            roots.iter().any(|r| {
+                p == r
+                    || p.strip_prefix(r.as_str())
+                        .is_some_and(|x| x.starts_with('/'))
+            })
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(got
+            .into_iter()
+            .map(|(p, c)| {
+                let d = match c {
+                    Content::File { data, .. } => crate::scan::source::sha256_digest(&data),
+                    Content::Symlink { target } => format!("symlink to {target}"),
+                };
+                (p, d)
+            })
+            .collect())
+    };
+    let mut out = HashMap::new();
+    for placement in &plan.flows {
+        let Some(flow) = inv.flows.iter().find(|f| f.key == placement.flow) else {
+            continue;
+        };
+        let Some(dests) = flow
+            .requirement
+            .as_ref()
+            .map(|r| &r.parity.files)
+            .filter(|f| !f.is_empty())
+        else {
+            continue;
+        };
+        let roots: Vec<String> = dests
+            .iter()
+            .map(|d| d.trim_matches('/').to_string())
+            .collect();
+        let verdict = (|| {
+            let old = flow
+                .link
+                .image_id
+                .as_deref()
+                .and_then(|id| inv.images.iter().find(|i| i.id == id))
+                .ok_or("its old image is not in the inventory")?;
+            let Some(Ok(Seen {
+                image: Some(new), ..
+            })) = seen.get(&placement.runtime_image)
+            else {
+                return Err("its runtime image was not seen".to_string());
+            };
+            let before = read(old, &roots)?;
+            if before.is_empty() {
+                return Err(format!(
+                    "Docker storage copied {} into the old image, but {} has nothing there",
+                    dests.join(", "),
+                    label(old)
+                ));
+            }
+            let after = read(new, &roots)?;
+            let differ: Vec<String> = before
+                .iter()
+                .filter(|(p, d)| after.get(*p) != Some(d))
+                .map(|(p, _)| format!("/{p}"))
+                .collect();
+            if differ.is_empty() {
+                Ok(format!(
+                    "the {} file(s) Docker storage copied in ({}) are in the runtime image, byte for byte",
+                    before.len(),
+                    dests.join(", ")
+                ))
+            } else {
+                Err(format!(
+                    "the runtime image lacks or changed {} of the files Docker storage copied in: {}; build it again",
+                    differ.len(),
+                    differ.join(", ")
+                ))
+            }
+        })();
+        out.insert(flow.key.clone(), verdict);
+    }
+    out
 }
 
 /// What each target storage needs, as the plan's rules say (the built-in default for a
@@ -195,6 +296,7 @@ pub fn compare(
             .iter()
             .flat_map(|d| d.import_names.iter().cloned())
             .collect(),
+        image: Some(Box::new(img.clone())),
         os_packages: c
             .system_packages
             .iter()
