@@ -543,3 +543,164 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     );
     assert_eq!(d["pull_steps"], json!([]), "not migrated");
 }
+
+/// Parity on a real server: a deployment whose image set `REPORT_BUCKET` (and installed
+/// libpq5) gets that env merged into its `job_variables.env`, never over a value the
+/// deployment sets itself; one whose image baked in a password is refused, and the
+/// password is in no output, document, journal or deployment.
+#[test]
+fn image_env_is_carried_into_job_variables_and_a_baked_secret_is_refused_unprinted() {
+    const SECRET: &str = "hunter2-prod-9f8e7d";
+    let server = Server::start();
+    server.cli(&["work-pool", "create", "k8s-pool", "--type", "kubernetes"]);
+    let deployments = [
+        // (name, image, the deployment's own env)
+        (
+            "report",
+            "registry.local:5000/team-f/report:2024-12-01",
+            json!({"TEAM": "team-f"}),
+        ),
+        (
+            "report-eu",
+            "registry.local:5000/team-f/report-eu:2024-12-01",
+            json!({"REPORT_BUCKET": "s3://set-by-the-deployment"}),
+        ),
+        (
+            "etl",
+            "registry.local:5000/team-e/etl:2024-12-01",
+            json!({"TEAM": "team-e"}),
+        ),
+    ];
+    let mut files = vec![];
+    for (name, image, env) in &deployments {
+        let flow = server.call(Method::POST, "flows/", Some(json!({ "name": name })));
+        let path = format!("teams/parity/{name}.py");
+        server.call(
+            Method::POST,
+            "deployments/",
+            Some(json!({
+                "name": name,
+                "flow_id": flow["id"],
+                "work_pool_name": "k8s-pool",
+                "job_variables": {"image": image, "env": env},
+                "entrypoint": format!("{path}:main"),
+                "pull_steps": [],
+            })),
+        );
+        files.push((
+            path,
+            "from prefect import flow\n\n\n@flow\ndef main():\n    return 1\n".to_string(),
+        ));
+    }
+    let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    let git = GitRepo::new(&refs);
+    git.add_origin();
+    let original = all_deployments(&server);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(
+        &["fixtures/parity", "fixtures/fetch"],
+        &["--oci", p(&oci)],
+        &[
+            "team-e-secrets",
+            "team-f-libpq",
+            "team-f-libpq-eu",
+            "platform-git",
+        ],
+    );
+    let imgs = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--api",
+        &server.api,
+        "--images",
+        p(&imgs),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    let plan = d.join("plan.json");
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&plan),
+    ]);
+    let built = d.join("runtime.oci");
+    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
+    let out = d.join("migration");
+    let o = run(&[
+        "migrate",
+        p(&plan),
+        "--runtime-images",
+        p(&built),
+        "--repo-url",
+        "https://git.example.com/platform/flows.git",
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&out),
+        "--apply",
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "one refused: {err}");
+    assert!(err.contains("3 flows: 2 ready, 1 refused"), "{err}");
+    assert!(
+        err.contains("✗ parity: the old image set DB_PASSWORD to values that look like secrets (withheld here)"),
+        "{err}"
+    );
+
+    // read back: the env merged in, the deployment's own value kept, the etl untouched
+    let after = all_deployments(&server);
+    let by_name = |name: &str| {
+        after
+            .values()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("{name}"))
+    };
+    assert_eq!(
+        by_name("report")["job_variables"]["env"],
+        json!({"TEAM": "team-f", "REPORT_BUCKET": "s3://team-f/reports"})
+    );
+    assert_eq!(
+        by_name("report-eu")["job_variables"]["env"],
+        json!({"REPORT_BUCKET": "s3://set-by-the-deployment"}),
+        "never over a value the deployment sets"
+    );
+    let etl = by_name("etl");
+    assert_eq!(
+        etl,
+        &original[etl["id"].as_str().unwrap()],
+        "refused: untouched"
+    );
+
+    // the password: in no byte written, printed or stored on the server
+    assert!(!err.contains(SECRET) && !String::from_utf8_lossy(&o.stdout).contains(SECRET));
+    assert!(!serde_json::to_string(&after).unwrap().contains(SECRET));
+    let mut stack = vec![d.to_path_buf()];
+    let mut checked = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.starts_with(&oci) {
+                continue; // the team's own image: it holds the password, by design
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if !String::from_utf8_lossy(&std::fs::read(&path).unwrap()).contains(SECRET) {
+                checked += 1;
+            } else {
+                panic!("{} holds the password", path.display());
+            }
+        }
+    }
+    assert!(checked > 10, "{checked} files checked");
+}
