@@ -1078,6 +1078,45 @@ fn os_packages_above_the_base_are_carried_and_env_alone_does_not_split() {
         "{:?}",
         seen.os_packages
     );
+
+    // a member that installed libpq5 at another version cannot share the image: the build
+    // refuses it, naming both (an image holds one version of a package)
+    let older = d.join("older-specs");
+    std::fs::create_dir_all(&older).unwrap();
+    let spec = std::fs::read_to_string(repo().join("fixtures/parity/team-f-libpq.toml"))
+        .unwrap()
+        .replace("team-f/report\"", "team-f/report-old\"")
+        .replace("\"15.10-0+deb12u1\"", "\"15.9-0+deb12u1\"");
+    std::fs::write(older.join("team-f-libpq-old.toml"), spec).unwrap();
+    let (_, plan) = plan_prefect3(
+        d,
+        "g",
+        &["fixtures/parity", "fixtures/fetch", p(&older)],
+        &["team-f-libpq", "team-f-libpq-old", "platform-git"],
+        &[
+            ("report", "registry.local:5000/team-f/report:2024-12-01"),
+            ("old", "registry.local:5000/team-f/report-old:2024-12-01"),
+        ],
+        None,
+    );
+    let o = clean_command(&[
+        "build",
+        p(&plan),
+        "--base-from",
+        "members",
+        "--no-index",
+        "-o",
+        p(&d.join("g.rt.oci")),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("have libpq5 at 15.10-0+deb12u1 and 15.9-0+deb12u1")
+            || err.contains("have libpq5 at 15.9-0+deb12u1 and 15.10-0+deb12u1"),
+        "{err}"
+    );
 }
 
 /// Parity for files: Docker storage's `files=` copied `/opt/mylib` into both of the

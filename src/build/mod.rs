@@ -620,6 +620,31 @@ fn os_additions(
             })?;
         take(source, &missing, &mut status, &mut have, sources)?;
     }
+    // an image holds one version of a package: members that installed one at other
+    // versions cannot share it (the first member's would be chosen silently)
+    let mut seen_at: BTreeMap<String, (String, String)> = BTreeMap::new();
+    for m in members {
+        for (name, version) in packages(m, true) {
+            if have.contains(&name) {
+                continue;
+            }
+            match seen_at.get(&name) {
+                Some((v, from)) if *v != version => {
+                    return Err(BuildError::Addition {
+                        image: rt.name.clone(),
+                        message: format!(
+                            "member images {from} and {} have {name} at {v} and {version}, and one image holds one version of it: plan their flows apart with a [[separate]] rule, or rebuild one on the other's version",
+                            label(m)
+                        ),
+                    });
+                }
+                Some(_) => {}
+                None => {
+                    seen_at.insert(name, (version, label(m)));
+                }
+            }
+        }
+    }
     // parity: every dpkg package a member's own image has, carried from that image (the
     // packages its flows' extra commands installed, a library a distribution links to)
     for m in members {
