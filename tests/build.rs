@@ -12,7 +12,7 @@ use std::io::Read;
 use std::path::Path;
 
 use base64::Engine;
-use common::git_repo::{clean_command, stderr};
+use common::git_repo::{GitRepo, clean_command, stderr};
 use common::registry::{Auth, Registry, push_fixtures};
 use common::*;
 use serde_json::Value;
@@ -1299,4 +1299,174 @@ fn files_docker_storage_copied_in_are_carried_byte_for_byte() {
             && err.contains("its flows cannot share one image"),
         "{err}"
     );
+}
+
+/// Runtime parity for a Prefect 1 Docker-storage flow, end to end on fixtures: its storage
+/// (a real Prefect 1.4.1 pickle) set `env_vars`, copied a config file in with `files=`
+/// and installed libpq5 with an extra apt command. After plan and build the runtime
+/// image holds the file (SHA-256 equal) and libpq5's files (md5sums checked here); the
+/// migration's new registration carries the env in its run config (Prefect 1.4.1 reads
+/// it back), never over the registration's own value.
+#[test]
+fn a_docker_storage_flow_keeps_its_env_files_and_apt_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(
+        &["fixtures/parity"],
+        &["--oci", p(&oci)],
+        &["team-g-pg-report"],
+    );
+    let images = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&images)]);
+    // the registration, as Prefect 1.4.1 serialized it, with a run config env of its own
+    let mut flow = json(&repo().join("fixtures/prefect/team-g/pg-report.serialized.json"));
+    flow["run_config"]["env"] = serde_json::json!({"TEAM": "team-g", "PGHOST": "db.internal"});
+    let mut row = docker_row(7, "pg-report", "pg-report", "2024-12-01");
+    row["storage"] = flow["storage"].clone();
+    row["run_config"] = flow["run_config"].clone();
+    row["serialized_flow"] = flow;
+    let export = d.join("export.json");
+    std::fs::write(
+        &export,
+        serde_json::json!({"data": {"flow": [row]}}).to_string(),
+    )
+    .unwrap();
+    let git = GitRepo::new(&[(
+        "teams/g/pg_report.py",
+        std::fs::read_to_string(repo().join("fixtures/prefect/team-g/pg_report.py")).unwrap(),
+    )]);
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect1",
+        "--export",
+        p(&export),
+        "--images",
+        p(&images),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    let parity = &json(&inv)["flows"][0]["requirement"]["parity"];
+    assert_eq!(
+        parity,
+        &serde_json::json!({"env": {"REPORT_BUCKET": "s3://team-g/reports"}, "files": ["/opt/team-g"]}),
+        "from the pickle and the image"
+    );
+    let plan_path = d.join("plan.json");
+    ok(&[
+        "plan",
+        p(&inv),
+        "--image-registry",
+        "registry.local:5000/prefect",
+        "-o",
+        p(&plan_path),
+    ]);
+    let layout = d.join("rt.oci");
+    ok(&[
+        "build",
+        p(&plan_path),
+        "--base-from",
+        "members",
+        "--wheels",
+        "fixtures/wheels",
+        "--no-index",
+        "-o",
+        p(&layout),
+    ]);
+    let name = json(&plan_path)["runtime_images"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old = squashed(&oci, "registry.local:5000/team-g/pg-report:2024-12-01");
+    let new = squashed(&layout, &name);
+    let conf = "opt/team-g/report.conf";
+    assert_eq!(
+        sha2::Sha256::digest(&new[conf]),
+        sha2::Sha256::digest(&old[conf]),
+        "the file, byte for byte"
+    );
+    assert_eq!(
+        new[conf],
+        std::fs::read(repo().join("fixtures/prefect/team-g/conf/report.conf")).unwrap()
+    );
+    let sums = String::from_utf8(new["var/lib/dpkg/info/libpq5.md5sums"].clone()).unwrap();
+    let mut checked = 0;
+    for line in sums.lines() {
+        let (md5, path) = line.split_once("  ").unwrap();
+        assert_eq!(hex::encode(md5::Md5::digest(&new[path])), md5, "{path}");
+        checked += 1;
+    }
+    assert_eq!(checked, 2, "libpq5's files");
+    let built = json(&layout.join("build.json"));
+    let kinds: Vec<String> = built["images"][0]["additions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["kind"].as_str().unwrap(),
+                a["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert!(
+        kinds.contains(&"os-package libpq5".to_string())
+            && kinds.contains(&format!("file /{conf}")),
+        "{kinds:?}"
+    );
+
+    let out = d.join("migration");
+    let o = clean_command(&[
+        "migrate",
+        p(&plan_path),
+        "--runtime-images",
+        p(&layout),
+        "--repo-host",
+        "git.example.com",
+        "--repo",
+        "platform/flows",
+        "--flows-repo",
+        p(git.path()),
+        "--ref-from",
+        "branch=main",
+        "--export",
+        p(&export),
+        "-o",
+        p(&out),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("1 flows: 1 ready") || err.contains("1 flow: 1 ready"),
+        "{err}"
+    );
+    let m = json(&out.join("migration.json"));
+    let check = m["items"][0]["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "parity")
+        .cloned()
+        .unwrap();
+    assert_eq!(check["ok"], true, "{check}");
+    let detail = check["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the 1 file(s) Docker storage copied in (/opt/team-g) are in the runtime image, byte for byte")
+            && detail.contains("its env REPORT_BUCKET is carried into the run config"),
+        "{detail}"
+    );
+    let flows = out.join("prefect1/flows.json");
+    common::prefect1::validate(&flows);
+    let doc = json(&flows);
+    assert_eq!(
+        doc["flows"][0]["run_config"]["env"],
+        serde_json::json!({"TEAM": "team-g", "PGHOST": "db.internal", "REPORT_BUCKET": "s3://team-g/reports"})
+    );
+    assert_eq!(doc["flows"][0]["run_config"]["image"], name.as_str());
 }
