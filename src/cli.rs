@@ -216,6 +216,16 @@ struct RegistryArgs {
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
+    /// Tries per request before it fails (connection errors, resets, bodies that broke
+    /// off, 429 and 5xx are tried again; a blob resumes where it broke off).
+    #[arg(long, default_value_t = crate::net::Policy::default().max_tries, value_parser = clap::value_parser!(u32).range(1..=100))]
+    tries: u32,
+    /// The longest `Retry-After` waited for; a registry asking for more is waited this long.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    max_retry_wait: std::time::Duration,
+    /// A blob body slower than 1 KiB/s over this long is cut and asked for again.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    stall_window: std::time::Duration,
 }
 
 #[derive(Args, Clone)]
@@ -470,6 +480,12 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
                 r.insecure = a.insecure;
                 r.concurrency = a.concurrency.max(1);
                 r.page_size = a.page_size;
+                r.retry = crate::net::Policy {
+                    max_tries: a.tries,
+                    retry_after_cap: a.max_retry_wait,
+                    throughput_window: a.stall_window,
+                    ..crate::net::Policy::default()
+                };
                 r.credentials = match (&a.username, &password) {
                     (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
                     _ => Credentials::from_docker_config(&host).map_err(anyhow::Error::msg)?,

@@ -9,6 +9,7 @@ pub mod fixture;
 pub mod flows;
 pub mod inventory;
 pub mod migrate;
+pub mod net;
 pub mod pickle;
 pub mod plan;
 pub mod provenance;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::registry::{Auth, Proxy, ProxyMode, Registry, push_fixtures};
+use common::registry::{Auth, Faults, Proxy, ProxyMode, Registry, push_fixtures};
 use common::*;
 use unsprawl::inventory::{Image, Inventory, Status};
 
@@ -364,9 +364,20 @@ fn a_registry_dying_mid_scan_fails_some_images_and_the_next_run_resumes() {
     push_fixtures(&reg.host(), &[], &[], None);
     let cache = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(reg.port, ProxyMode::DieAfterBlobs { n: 12 });
+    let t = std::time::Instant::now();
     let (o, inv) = scan(
         &[&proxy.host(), "--cache-dir", p(cache.path()), "--strict"],
         None,
+    );
+    let took = t.elapsed();
+    eprintln!("scan with a dead registry: {took:.1?}");
+    // the host's breaker opens: the layers left fail at once, not after their own retries
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+    assert!(
+        stderr(&o).contains("is down: ")
+            || format!("{:?}", inv.as_ref().map(|i| &i.images)).contains("is down: "),
+        "{}",
+        stderr(&o)
     );
     assert_eq!(
         o.status.code(),
@@ -443,4 +454,62 @@ fn a_dead_registry_fails_scan_and_audit_naming_it_and_the_fix() {
         !report.join("report.json").exists(),
         "no green report of nothing"
     );
+}
+
+/// The network at its worst between us and a real registry (the project's own proxy):
+/// resets, bodies cut half way, 429 with `Retry-After`, 503, a blob trickling a byte at a
+/// time, and the registry gone for three seconds mid-scan. The inventory is the clean
+/// scan's, to the byte, in bounded time.
+#[test]
+fn resets_cut_bodies_throttling_a_trickle_and_an_outage_change_nothing() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(&reg.host(), SPECS, &[], None);
+    let out = |o: &std::process::Output, inv: Option<Inventory>| {
+        assert!(o.status.success(), "{}", stderr(o));
+        let mut inv = inv.unwrap();
+        inv.scanned_at = None;
+        serde_json::to_string_pretty(&inv).unwrap()
+    };
+    let (o, inv) = scan(&[&reg.host(), "--no-cache", "--strict"], None);
+    let clean = out(&o, inv);
+    let proxy = Proxy::start(
+        reg.port,
+        ProxyMode::Faults(Faults {
+            seed: 7,
+            reset: 150,
+            throttle: 60,
+            unavailable: 60,
+            truncate: 150,
+            trickle_first: 1,
+            outage: Some((12, std::time::Duration::from_secs(3))),
+        }),
+    );
+    let t = std::time::Instant::now();
+    let (o, inv) = scan(
+        &[
+            &proxy.host(),
+            "--no-cache",
+            "--strict",
+            "--tries",
+            "20",
+            "--stall-window",
+            "2s",
+        ],
+        None,
+    );
+    let took = t.elapsed();
+    let faulty = out(&o, inv).replace(&proxy.host(), &reg.host());
+    let injected = proxy.injected();
+    eprintln!("faults injected: {injected:?}; scan took {took:.1?}");
+    for kind in ["reset", "429", "503", "truncated", "trickle", "outage"] {
+        assert!(
+            injected.get(kind).copied().unwrap_or(0) >= 1,
+            "no {kind}: {injected:?}"
+        );
+    }
+    assert!(
+        faulty == clean,
+        "the inventory differs from the clean scan's"
+    );
+    assert!(took < std::time::Duration::from_secs(120), "{took:?}");
 }

@@ -269,14 +269,68 @@ pub enum ProxyMode {
     Throttle { every: usize },
     /// Forward the first `n` blob requests, then close every connection unanswered.
     DieAfterBlobs { n: usize },
+    /// Inject faults at random (seeded), each with its own chance.
+    Faults(Faults),
 }
+
+/// Faults per request, each a chance in a thousand, drawn from `seed`.
+#[derive(Clone, Copy, Default)]
+pub struct Faults {
+    pub seed: u64,
+    /// Close the connection without an answer (a reset).
+    pub reset: u32,
+    /// 429 with `Retry-After: 1`.
+    pub throttle: u32,
+    /// 503 with `Retry-After: 0`.
+    pub unavailable: u32,
+    /// Forward a blob's answer but cut its body half way.
+    pub truncate: u32,
+    /// The first this many blob requests trickle their body, a byte every 200 ms.
+    pub trickle_first: usize,
+    /// At this blob request the registry goes away for this long (kill and restart).
+    pub outage: Option<(usize, Duration)>,
+}
+
+/// What a proxy injected, by kind.
+pub type Injected = Arc<Mutex<std::collections::BTreeMap<&'static str, usize>>>;
 
 /// An HTTP proxy in front of a registry, one request per connection.
 pub struct Proxy {
     pub port: u16,
     pub log: Arc<Mutex<Vec<(String, String)>>>,
     pub throttled: Arc<AtomicUsize>,
+    pub injected: Injected,
+    /// While set, the registry is gone: connections close unanswered, answers in flight
+    /// break off.
+    pub down: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
+}
+
+/// What every connection of a proxy shares.
+#[derive(Clone)]
+struct Ctx {
+    upstream: u16,
+    mode: ProxyMode,
+    log: Arc<Mutex<Vec<(String, String)>>>,
+    throttled: Arc<AtomicUsize>,
+    injected: Injected,
+    down: Arc<AtomicBool>,
+    seen: Arc<AtomicUsize>,
+    blobs: Arc<AtomicUsize>,
+}
+
+impl Ctx {
+    fn inject(&self, kind: &'static str) {
+        *self.injected.lock().unwrap().entry(kind).or_default() += 1;
+    }
+}
+
+/// splitmix64: a seeded draw per request.
+fn draw(seed: u64, n: usize) -> u64 {
+    let mut z = seed.wrapping_add((n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 impl Proxy {
@@ -288,35 +342,46 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         listener.set_nonblocking(true).unwrap();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let throttled = Arc::new(AtomicUsize::new(0));
+        let ctx = Ctx {
+            upstream,
+            mode,
+            log: Arc::new(Mutex::new(Vec::new())),
+            throttled: Arc::new(AtomicUsize::new(0)),
+            injected: Default::default(),
+            down: Arc::new(AtomicBool::new(false)),
+            seen: Arc::new(AtomicUsize::new(0)),
+            blobs: Arc::new(AtomicUsize::new(0)),
+        };
         let stop = Arc::new(AtomicBool::new(false));
-        let (log2, thr2, stop2) = (log.clone(), throttled.clone(), stop.clone());
+        let proxy = Proxy {
+            port,
+            log: ctx.log.clone(),
+            throttled: ctx.throttled.clone(),
+            injected: ctx.injected.clone(),
+            down: ctx.down.clone(),
+            stop: stop.clone(),
+        };
         std::thread::spawn(move || {
-            let seen = Arc::new(AtomicUsize::new(0));
-            let blobs = Arc::new(AtomicUsize::new(0));
-            while !stop2.load(Ordering::Relaxed) {
+            while !stop.load(Ordering::Relaxed) {
                 let Ok((client, _)) = listener.accept() else {
                     std::thread::sleep(Duration::from_millis(5));
                     continue;
                 };
-                let (log3, thr3, seen3, blobs3) =
-                    (log2.clone(), thr2.clone(), seen.clone(), blobs.clone());
+                let ctx = ctx.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(client, upstream, mode, &log3, &thr3, &seen3, &blobs3);
+                    let _ = serve(client, &ctx);
                 });
             }
         });
-        Proxy {
-            port,
-            log,
-            throttled,
-            stop,
-        }
+        proxy
     }
 
     pub fn paths(&self) -> Vec<(String, String)> {
         self.log.lock().unwrap().clone()
+    }
+
+    pub fn injected(&self) -> std::collections::BTreeMap<&'static str, usize> {
+        self.injected.lock().unwrap().clone()
     }
 }
 
@@ -326,66 +391,157 @@ impl Drop for Proxy {
     }
 }
 
-fn serve(
-    mut client: TcpStream,
-    upstream: u16,
-    mode: ProxyMode,
-    log: &Mutex<Vec<(String, String)>>,
-    throttled: &AtomicUsize,
-    seen: &AtomicUsize,
-    blobs: &AtomicUsize,
-) -> std::io::Result<()> {
+fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
+    if ctx.down.load(Ordering::SeqCst) {
+        return Ok(()); // nobody there
+    }
     let mut reader = BufReader::new(client.try_clone()?);
     let mut request_line = String::new();
     reader.read_line(&mut request_line)?;
     let mut head = Vec::new();
+    let mut content_length = 0usize;
     loop {
         let mut h = String::new();
         if reader.read_line(&mut h)? == 0 || h.trim().is_empty() {
             break;
         }
-        if !h.to_ascii_lowercase().starts_with("connection:") {
+        let lower = h.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            content_length = v.trim().parse().unwrap_or(0);
+        }
+        if !lower.starts_with("connection:") {
             head.push(h);
         }
     }
     let mut parts = request_line.split_whitespace();
     let method = parts.next().unwrap_or("").to_string();
     let path = parts.next().unwrap_or("").to_string();
-    log.lock().unwrap().push((method.clone(), path.clone()));
-    let n = seen.fetch_add(1, Ordering::SeqCst) + 1;
-    match mode {
+    ctx.log.lock().unwrap().push((method.clone(), path.clone()));
+    let n = ctx.seen.fetch_add(1, Ordering::SeqCst) + 1;
+    let blob = path.contains("/blobs/") && method == "GET";
+    let answer = |client: &mut TcpStream, status: &str, extra: &str, body: &str| {
+        write!(
+            client,
+            "HTTP/1.1 {status}\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    let mut truncate = false;
+    let mut trickle = false;
+    match ctx.mode {
         ProxyMode::Throttle { every } if n.is_multiple_of(every) => {
-            throttled.fetch_add(1, Ordering::SeqCst);
+            ctx.throttled.fetch_add(1, Ordering::SeqCst);
             let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
-            write!(
-                client,
-                "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            )?;
-            return Ok(());
+            return answer(
+                &mut client,
+                "429 Too Many Requests",
+                "Retry-After: 1\r\n",
+                body,
+            );
         }
         ProxyMode::DieAfterBlobs { n: limit }
-            if path.contains("/blobs/") && blobs.fetch_add(1, Ordering::SeqCst) >= limit =>
+            if path.contains("/blobs/") && ctx.blobs.fetch_add(1, Ordering::SeqCst) >= limit =>
         {
             return Ok(()); // close without an answer, like a dead registry
         }
+        ProxyMode::Faults(f) => {
+            let nth_blob = if blob {
+                ctx.blobs.fetch_add(1, Ordering::SeqCst)
+            } else {
+                usize::MAX
+            };
+            if let Some((at, long)) = f.outage
+                && nth_blob == at
+            {
+                ctx.inject("outage");
+                ctx.down.store(true, Ordering::SeqCst);
+                let down = ctx.down.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(long);
+                    down.store(false, Ordering::SeqCst);
+                });
+                return Ok(());
+            }
+            if nth_blob < f.trickle_first {
+                trickle = true;
+                ctx.inject("trickle");
+            } else {
+                let roll = (draw(f.seed, n) % 1000) as u32;
+                let mut edge = f.reset;
+                if roll < edge {
+                    ctx.inject("reset");
+                    return Ok(());
+                }
+                edge += f.throttle;
+                if roll < edge {
+                    ctx.inject("429");
+                    ctx.throttled.fetch_add(1, Ordering::SeqCst);
+                    let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+                    return answer(
+                        &mut client,
+                        "429 Too Many Requests",
+                        "Retry-After: 1\r\n",
+                        body,
+                    );
+                }
+                edge += f.unavailable;
+                if roll < edge {
+                    ctx.inject("503");
+                    return answer(
+                        &mut client,
+                        "503 Service Unavailable",
+                        "Retry-After: 0\r\n",
+                        "{}",
+                    );
+                }
+                edge += f.truncate;
+                if roll < edge && blob {
+                    truncate = true;
+                    ctx.inject("truncated");
+                }
+            }
+        }
         _ => {}
     }
-    let mut up = TcpStream::connect(("127.0.0.1", upstream))?;
+    let mut up = TcpStream::connect(("127.0.0.1", ctx.upstream))?;
     let mut out = request_line.into_bytes();
     for h in head {
         out.extend(h.into_bytes());
     }
     out.extend(b"Connection: close\r\n\r\n");
+    // the request body (a PATCH's, a POST's) follows
+    let mut body = vec![0u8; content_length];
+    reader.read_exact(&mut body)?;
+    out.extend(body);
     up.write_all(&out)?;
-    // a request body (none for the GET/HEAD a scan sends) would follow; copy what is buffered
-    let buffered = reader.buffer().to_vec();
-    if !buffered.is_empty() {
-        up.write_all(&buffered)?;
+    if truncate || trickle {
+        let mut whole = vec![];
+        up.read_to_end(&mut whole)?;
+        let split = whole
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(whole.len(), |i| i + 4);
+        let (head, body) = whole.split_at(split);
+        client.write_all(head)?;
+        if truncate {
+            client.write_all(&body[..body.len() / 2])?;
+            return Ok(()); // and close: the body broke off
+        }
+        for b in body {
+            if ctx.down.load(Ordering::SeqCst) {
+                return Ok(());
+            }
+            client.write_all(std::slice::from_ref(b))?;
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        return Ok(());
     }
     let mut buf = vec![0u8; 64 << 10];
     loop {
+        if ctx.down.load(Ordering::SeqCst) {
+            return Ok(()); // the registry died mid-answer
+        }
         let k = up.read(&mut buf)?;
         if k == 0 {
             break;

@@ -1,19 +1,22 @@
 //! The requests `oci-client` cannot make for us: catalog and tag listing that follow
 //! `Link` headers, `HEAD` of manifests with the rate-limit headers, the bearer token flow
-//! for any scope (`registry:catalog:*` included), and retries that honour `Retry-After`.
+//! for any scope (`registry:catalog:*` included), each request tried again as
+//! [`crate::net`] says (`Retry-After` honoured, the host's breaker consulted).
 //!
 //! Credentials are sent only to the registry host and to the token realm it names;
 //! reqwest drops `Authorization` on redirects to other hosts. Nothing here logs a secret.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use tokio::sync::{Mutex, Semaphore};
 use url::Url;
 
 use super::auth::{Challenge, Credentials};
+use crate::net::{Breaker, Policy, Transient, retry_after};
 
 /// The four manifest types a scanner must accept (distribution 2.8 answers 404 for an OCI
 /// manifest when the Accept header does not list the OCI type).
@@ -39,32 +42,16 @@ pub enum HttpError {
         status: u16,
         detail: String,
     },
-    #[error("{url}: gave up after {tries} tries (last: HTTP {status})")]
+    #[error("{url}: gave up after {tries} tries (last: {last})")]
     GaveUp {
         url: String,
         tries: u32,
-        status: u16,
+        last: String,
     },
+    #[error(transparent)]
+    HostDown(#[from] crate::net::HostDown),
     #[error("{url}: refusing to follow a pagination link to another host ({link})")]
     ForeignLink { url: String, link: String },
-}
-
-/// Retry policy for 429 and 5xx: honour `Retry-After`, else back off exponentially.
-#[derive(Debug, Clone)]
-pub struct RetryPolicy {
-    pub max_tries: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_tries: 6,
-            first_backoff: Duration::from_millis(500),
-            max_backoff: Duration::from_secs(30),
-        }
-    }
 }
 
 /// What the registry said about its rate limit, last time it said anything.
@@ -82,10 +69,18 @@ pub struct Http {
     tokens: Mutex<HashMap<String, String>>,
     /// Bounded concurrency per host (regclient uses 3; the default here is 4).
     permits: Semaphore,
-    retry: RetryPolicy,
+    retry: Policy,
+    /// Shared with the blob store: one verdict on whether the host is up.
+    pub breaker: Arc<Breaker>,
     pub rate_limit: std::sync::Mutex<RateLimit>,
     /// Requests sent, by method: the warm-scan test counts them.
     pub sent: std::sync::Mutex<HashMap<String, u64>>,
+}
+
+/// The tries one request has had, and the waits it has left.
+pub struct Attempt {
+    pub tries: u32,
+    backoff: Box<dyn Iterator<Item = Duration> + Send>,
 }
 
 pub struct Response {
@@ -100,7 +95,7 @@ impl Http {
         base: Url,
         credentials: Option<Credentials>,
         concurrency: usize,
-        retry: RetryPolicy,
+        retry: Policy,
         insecure: bool,
     ) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
@@ -118,6 +113,7 @@ impl Http {
         Ok(Http {
             client,
             base,
+            breaker: Arc::new(Breaker::new(&host, &retry)),
             host,
             credentials,
             tokens: Mutex::new(HashMap::new()),
@@ -152,7 +148,8 @@ impl Http {
         }
     }
 
-    /// A request with auth and retries. `scope` is the token scope it needs.
+    /// A request with auth and retries, its body read whole. `scope` is the token scope
+    /// it needs. A body that breaks off is asked for again.
     pub async fn request(
         &self,
         method: Method,
@@ -165,26 +162,91 @@ impl Http {
             .acquire()
             .await
             .expect("semaphore never closes");
-        let mut authorized_once = false;
-        let mut tries = 0;
+        let mut attempt = self.attempt();
         loop {
-            tries += 1;
+            let res = self
+                .send(&method, &url, scope, accept, None, &mut attempt)
+                .await?;
+            let status = res.status();
+            let headers = res.headers().clone();
+            let final_url = res.url().clone();
+            match res.bytes().await {
+                Ok(body) => {
+                    return Ok(Response {
+                        status,
+                        headers,
+                        body,
+                        url: final_url,
+                    });
+                }
+                Err(e) => {
+                    self.again(
+                        &mut attempt,
+                        Transient::Connection,
+                        None,
+                        without_url(&e),
+                        &url,
+                    )
+                    .await?
+                }
+            }
+        }
+    }
+
+    /// The tries of one request (or one blob, across its resumes).
+    pub fn attempt(&self) -> Attempt {
+        Attempt {
+            tries: 0,
+            backoff: Box::new(self.retry.backoff()),
+        }
+    }
+
+    /// Send until the answer is one not worth another try (a success, or a final error
+    /// status such as 404), with auth; its body is the caller's to read. `from` asks for
+    /// the bytes from that offset on (`Range`).
+    pub async fn send(
+        &self,
+        method: &Method,
+        url: &Url,
+        scope: &str,
+        accept: Option<&str>,
+        from: Option<u64>,
+        attempt: &mut Attempt,
+    ) -> Result<reqwest::Response, HttpError> {
+        let mut authorized_once = false;
+        loop {
+            self.breaker.admit()?;
+            attempt.tries += 1;
             let mut req = self.client.request(method.clone(), url.clone());
             if let Some(a) = accept {
                 req = req.header(reqwest::header::ACCEPT, a);
             }
+            if let Some(n) = from {
+                req = req.header(reqwest::header::RANGE, format!("bytes={n}-"));
+            }
             if let Some(h) = self.auth_header(scope).await {
                 req = req.header(reqwest::header::AUTHORIZATION, h);
             }
-            self.count(&method);
-            let res = req.send().await.map_err(|e| HttpError::Unreachable {
-                url: url.to_string(),
-                message: without_url(&e),
-            })?;
+            self.count(method);
+            let res = match req.send().await {
+                Ok(res) => res,
+                Err(e) => match Transient::error(&e) {
+                    Some(t) => {
+                        self.again(attempt, t, None, without_url(&e), url).await?;
+                        continue;
+                    }
+                    None => {
+                        return Err(HttpError::Unreachable {
+                            url: url.to_string(),
+                            message: without_url(&e),
+                        });
+                    }
+                },
+            };
             let status = res.status();
-            let headers = res.headers().clone();
-            self.note_rate_limit(&headers);
+            self.note_rate_limit(res.headers());
             if status == StatusCode::UNAUTHORIZED {
+                self.breaker.succeeded();
                 if authorized_once {
                     let body = res.text().await.unwrap_or_default();
                     return Err(HttpError::Unauthorized {
@@ -193,36 +255,51 @@ impl Http {
                     });
                 }
                 authorized_once = true;
+                let headers = res.headers().clone();
                 self.authorize(&headers, scope).await?;
                 continue;
             }
-            if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
-                if tries >= self.retry.max_tries {
-                    return Err(HttpError::GaveUp {
-                        url: url.to_string(),
-                        tries,
-                        status: status.as_u16(),
-                    });
-                }
-                let wait = retry_after(&headers).unwrap_or_else(|| {
-                    let exp = self.retry.first_backoff * 2u32.saturating_pow(tries - 1);
-                    exp.min(self.retry.max_backoff)
-                });
-                tokio::time::sleep(wait.min(self.retry.max_backoff)).await;
+            if let Some(t) = Transient::status(status) {
+                let hint = retry_after(res.headers(), SystemTime::now());
+                self.again(attempt, t, hint, format!("HTTP {}", status.as_u16()), url)
+                    .await?;
                 continue;
             }
-            let final_url = res.url().clone();
-            let body = res.bytes().await.map_err(|e| HttpError::Unreachable {
-                url: url.to_string(),
-                message: without_url(&e),
-            })?;
-            return Ok(Response {
-                status,
-                headers,
-                body,
-                url: final_url,
-            });
+            self.breaker.succeeded();
+            return Ok(res);
         }
+    }
+
+    /// A try failed: tell the breaker, then wait for the next try (the server's hint or
+    /// the backoff), or give up when the tries are used.
+    pub async fn again(
+        &self,
+        attempt: &mut Attempt,
+        transient: Transient,
+        hint: Option<Duration>,
+        last: String,
+        url: &Url,
+    ) -> Result<(), HttpError> {
+        if transient.host_failing() {
+            self.breaker.failed(&last);
+        } else {
+            self.breaker.succeeded();
+        }
+        match self.retry.next_wait(&mut attempt.backoff, hint) {
+            Some(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            None => Err(HttpError::GaveUp {
+                url: url.to_string(),
+                tries: attempt.tries,
+                last,
+            }),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.retry
     }
 
     async fn auth_header(&self, scope: &str) -> Option<String> {
@@ -389,15 +466,6 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// `Retry-After` in seconds (HTTP dates are rare from registries; treated as absent).
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    headers
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v: &HeaderValue| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
-}
-
 /// A reqwest error's reason without the URL it prints (the caller names the URL once).
 pub fn without_url(e: &reqwest::Error) -> String {
     let kind = if e.is_timeout() {
@@ -431,6 +499,7 @@ fn short_detail(body: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::header::HeaderValue;
 
     #[test]
     fn parses_link_headers() {
@@ -449,12 +518,5 @@ mod tests {
             "http://127.0.0.1:5000/v2/_catalog?last=team-a%2Fworker&n=2"
         );
         assert_eq!(next_link(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn reads_retry_after_seconds() {
-        let mut h = HeaderMap::new();
-        h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static("2"));
-        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
     }
 }

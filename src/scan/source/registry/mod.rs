@@ -23,7 +23,7 @@ use url::Url;
 use super::{FoundImage, LayerRef, SourceProblem, sha256_digest};
 use crate::inventory::SourceRef;
 use auth::Credentials;
-use http::{Http, HttpError, MANIFEST_ACCEPT, RetryPolicy};
+use http::{Http, HttpError, MANIFEST_ACCEPT};
 use store::{RepoStore, Shared};
 
 use super::media::{CONFIG_TYPES, INDEX_TYPES};
@@ -47,7 +47,7 @@ pub struct RegistryInput {
     pub concurrency: usize,
     /// `n=` for catalog and tag pages (`None`: the registry's default).
     pub page_size: Option<usize>,
-    pub retry: RetryPolicy,
+    pub retry: crate::net::Policy,
 }
 
 impl RegistryInput {
@@ -63,7 +63,7 @@ impl RegistryInput {
             credentials: None,
             concurrency: 4,
             page_size: None,
-            retry: RetryPolicy::default(),
+            retry: crate::net::Policy::default(),
         }
     }
 }
@@ -94,7 +94,7 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) {
 
 struct Walker {
     input: RegistryInput,
-    http: Http,
+    http: Arc<Http>,
     shared: Arc<Shared>,
     manifest_dir: Option<PathBuf>,
     stores: Mutex<HashMap<String, Arc<RepoStore>>>,
@@ -131,32 +131,13 @@ pub fn walk(input: RegistryInput, cache_root: Option<&Path>) -> Result<Walk, Str
         input.insecure,
     )
     .map_err(|e| e.to_string())?;
-    let client = oci_client::Client::new(oci_client::client::ClientConfig {
-        protocol: if input.plain_http {
-            oci_client::client::ClientProtocol::Http
-        } else {
-            oci_client::client::ClientProtocol::Https
-        },
-        accept_invalid_certificates: input.insecure,
-        max_concurrent_download: input.concurrency.max(1),
-        connect_timeout: Some(std::time::Duration::from_secs(10)),
-        read_timeout: Some(std::time::Duration::from_secs(60)),
-        ..Default::default()
-    });
-    let auth = match &input.credentials {
-        Some(c) => {
-            oci_client::secrets::RegistryAuth::Basic(c.username.clone(), c.password().to_string())
-        }
-        None => oci_client::secrets::RegistryAuth::Anonymous,
-    };
-    runtime.block_on(client.store_auth_if_needed(&input.host, &auth));
     let registry_dir = cache_root.map(|r| r.join("registry"));
+    let http = Arc::new(http);
     let shared = Arc::new(Shared {
-        client,
+        http: http.clone(),
         runtime: runtime.handle().clone(),
         registry: input.host.clone(),
         small_blob_dir: registry_dir.as_ref().map(|d| d.join("blobs")),
-        retry_tries: input.retry.max_tries,
     });
     let source = SourceRef {
         kind: "registry".into(),

@@ -1,31 +1,36 @@
-//! Blobs of one registry repository, through `oci-client`.
+//! Blobs of one registry repository, read through the walk's [`Http`] client: the same
+//! auth, retry policy and per-host breaker as every other request.
 //!
 //! Layer analysis is synchronous (a rayon worker streams, decompresses and untars), so a
-//! blob's async byte stream is bridged into a `Read` on the worker's thread. oci-client
-//! verifies each blob against its digest as the stream ends; a mismatch surfaces as a
-//! read error and fails that layer. Small blobs (configs) are kept in a content-addressed
-//! disk cache, so a warm re-scan fetches none.
+//! blob's async body is bridged into a `Read` on the worker's thread ([`BlobReader`]).
+//! A body that breaks off, stalls or trickles below the policy's minimum throughput is
+//! asked for again from the byte it stopped at (`Range`; a registry that ignores it sends
+//! the whole blob and the bytes already read are skipped), so the consumer never sees the
+//! break. Every byte is hashed as it passes and the blob's digest checked at its end: a
+//! mismatch fails that layer, naming the digest. Small blobs (configs) are kept in a
+//! content-addressed disk cache, so a warm re-scan fetches none.
 
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::Instant;
 
-use oci_client::Reference;
-use oci_client::errors::OciDistributionError;
-use oci_client::manifest::OciDescriptor;
+use futures_util::TryStreamExt;
+use reqwest::{Method, StatusCode};
+use sha2::{Digest, Sha256};
 
+use super::http::{Attempt, Http, HttpError};
+use crate::net::Transient;
 use crate::scan::source::{BlobStore, sha256_digest};
 
 /// What the repository's stores share: the client, its runtime, the small-blob cache.
 pub struct Shared {
-    pub client: oci_client::Client,
+    pub http: Arc<Http>,
     pub runtime: tokio::runtime::Handle,
     pub registry: String,
     /// `<cache>/registry/blobs`, when caching.
     pub small_blob_dir: Option<PathBuf>,
-    pub retry_tries: u32,
 }
 
 pub struct RepoStore {
@@ -35,71 +40,66 @@ pub struct RepoStore {
     pub known: Mutex<HashMap<String, (u64, String)>>,
 }
 
-fn retryable(e: &OciDistributionError) -> bool {
-    match e {
-        OciDistributionError::ServerError { code, .. } => *code == 429 || *code >= 500,
-        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|x| {
-            format!("{:?}", x.code)
-                .to_ascii_uppercase()
-                .contains("TOOMANYREQUESTS")
-        }),
-        OciDistributionError::RequestError(r) => r.is_connect() || r.is_timeout(),
-        _ => false,
-    }
-}
+type Body = tokio_util::io::SyncIoBridge<
+    tokio_util::io::StreamReader<
+        std::pin::Pin<Box<dyn futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send>>,
+        bytes::Bytes,
+    >,
+>;
 
-/// oci-client errors carry URLs; blob URLs hold no secrets, but keep messages short.
-fn describe(e: &OciDistributionError) -> String {
-    match e {
-        OciDistributionError::RequestError(r) => super::http::without_url(r),
-        other => other.to_string(),
-    }
+/// One blob's bytes, whole and verified, however many requests it takes.
+pub struct BlobReader<'a> {
+    store: &'a RepoStore,
+    digest: String,
+    /// From the manifest, when it named the blob.
+    size: Option<u64>,
+    url: url::Url,
+    scope: String,
+    attempt: Attempt,
+    body: Option<Body>,
+    /// Bytes handed to the consumer (and hashed).
+    delivered: u64,
+    hasher: Sha256,
+    /// A whole blob sent again where a range was asked for: bytes to drop first.
+    skip: u64,
+    /// Throughput since `window_start`.
+    window_start: Instant,
+    window_bytes: u64,
+    done: bool,
 }
 
 impl RepoStore {
-    fn reference(&self, digest: &str) -> Reference {
-        Reference::with_digest(
-            self.shared.registry.clone(),
-            self.repository.clone(),
-            digest.to_string(),
-        )
+    fn label(&self, digest: &str) -> String {
+        format!("{}/{}@{digest}", self.shared.registry, self.repository)
     }
 
-    fn descriptor(&self, digest: &str) -> OciDescriptor {
-        let known = self.known.lock().expect("store lock").get(digest).cloned();
-        let (size, media_type) = known.unwrap_or((0, String::new()));
-        OciDescriptor {
+    /// The reader for a blob; nothing is sent until the first read.
+    pub fn reader(&self, digest: &str) -> BlobReader<'_> {
+        let http = &self.shared.http;
+        let size = self
+            .known
+            .lock()
+            .expect("store lock")
+            .get(digest)
+            .map(|k| k.0);
+        BlobReader {
+            store: self,
             digest: digest.to_string(),
-            size: size as i64,
-            media_type,
-            ..Default::default()
+            size,
+            url: http
+                .base
+                .join(&format!("/v2/{}/blobs/{digest}", self.repository))
+                .expect("registry paths are valid URLs"),
+            scope: format!("repository:{}:pull", self.repository),
+            attempt: http.attempt(),
+            body: None,
+            delivered: 0,
+            hasher: Sha256::new(),
+            skip: 0,
+            window_start: Instant::now(),
+            window_bytes: 0,
+            done: false,
         }
-    }
-
-    fn open_stream(&self, digest: &str) -> io::Result<oci_client::client::SizedStream> {
-        let reference = self.reference(digest);
-        let desc = self.descriptor(digest);
-        let client = &self.shared.client;
-        self.shared.runtime.block_on(async {
-            let mut tries = 0;
-            loop {
-                tries += 1;
-                match client.pull_blob_stream(&reference, &desc).await {
-                    Ok(s) => return Ok(s),
-                    Err(e) if retryable(&e) && tries < self.shared.retry_tries => {
-                        tokio::time::sleep(Duration::from_millis(250 << tries.min(7))).await;
-                    }
-                    Err(e) => {
-                        return Err(io::Error::other(format!(
-                            "{}/{}@{digest}: {}",
-                            self.shared.registry,
-                            self.repository,
-                            describe(&e)
-                        )));
-                    }
-                }
-            }
-        })
     }
 
     fn small_blob_path(&self, digest: &str) -> Option<PathBuf> {
@@ -109,14 +109,171 @@ impl RepoStore {
     }
 }
 
+impl BlobReader<'_> {
+    fn http(&self) -> &Http {
+        &self.store.shared.http
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> io::Error {
+        io::Error::other(format!("{}: {e}", self.store.label(&self.digest)))
+    }
+
+    /// Ask for the bytes from `delivered` on.
+    fn open(&mut self) -> io::Result<()> {
+        let from = (self.delivered > 0).then_some(self.delivered);
+        let shared = self.store.shared.clone();
+        let res = shared
+            .runtime
+            .block_on(shared.http.send(
+                &Method::GET,
+                &self.url,
+                &self.scope,
+                None,
+                from,
+                &mut self.attempt,
+            ))
+            .map_err(|e| self.error(e))?;
+        let status = res.status();
+        self.skip = match status {
+            StatusCode::PARTIAL_CONTENT => 0,
+            StatusCode::OK => self.delivered,
+            s => {
+                return Err(self.error(format!(
+                    "HTTP {}{}",
+                    s.as_u16(),
+                    if s == StatusCode::NOT_FOUND {
+                        " (the registry does not have this blob)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
+        let stream: std::pin::Pin<
+            Box<dyn futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send>,
+        > = Box::pin(res.bytes_stream().map_err(io::Error::other));
+        let _guard = shared.runtime.enter();
+        self.body = Some(tokio_util::io::SyncIoBridge::new_with_handle(
+            tokio_util::io::StreamReader::new(stream),
+            shared.runtime.clone(),
+        ));
+        self.window_start = Instant::now();
+        self.window_bytes = 0;
+        Ok(())
+    }
+
+    /// This body broke (how: `what`): drop it and wait for the next try, or give up.
+    fn broke(&mut self, what: String) -> io::Result<()> {
+        self.body = None;
+        let shared = self.store.shared.clone();
+        let url = self.url.clone();
+        shared
+            .runtime
+            .block_on(
+                shared
+                    .http
+                    .again(&mut self.attempt, Transient::Connection, None, what, &url),
+            )
+            .map_err(|e| match e {
+                HttpError::GaveUp { tries, last, .. } => self.error(format!(
+                    "the body broke off {tries} times (last: {last}) after {} of {} bytes",
+                    self.delivered,
+                    self.size.map_or("?".to_string(), |s| s.to_string())
+                )),
+                e => self.error(e),
+            })
+    }
+
+    /// The end of the body: all of the blob, and the blob it should be.
+    fn finish(&mut self) -> io::Result<bool> {
+        if let Some(size) = self.size
+            && self.delivered < size
+        {
+            self.broke(format!(
+                "the body ended after {} of {size} bytes",
+                self.delivered
+            ))?;
+            return Ok(false);
+        }
+        let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+        if got != self.digest {
+            return Err(self.error(format!(
+                "digest mismatch: the registry sent {} bytes hashing to {got}",
+                self.delivered
+            )));
+        }
+        self.done = true;
+        Ok(true)
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if self.body.is_none() {
+                self.open()?;
+            }
+            let body = self.body.as_mut().expect("opened above");
+            match body.read(buf) {
+                Ok(0) => {
+                    if self.finish()? {
+                        return Ok(0);
+                    }
+                }
+                Ok(mut n) => {
+                    let mut start = 0;
+                    if self.skip > 0 {
+                        let k = (self.skip as usize).min(n);
+                        self.skip -= k as u64;
+                        start = k;
+                    }
+                    if start == n {
+                        continue;
+                    }
+                    if start > 0 {
+                        buf.copy_within(start..n, 0);
+                        n -= start;
+                    }
+                    if self.size.is_some_and(|s| self.delivered + n as u64 > s) {
+                        return Err(self.error(format!(
+                            "the registry sent more than the {} bytes the manifest says",
+                            self.size.unwrap_or_default()
+                        )));
+                    }
+                    self.hasher.update(&buf[..n]);
+                    self.delivered += n as u64;
+                    self.window_bytes += n as u64;
+                    let policy = self.http().policy();
+                    let elapsed = self.window_start.elapsed();
+                    if elapsed >= policy.throughput_window {
+                        let rate = self.window_bytes as f64 / elapsed.as_secs_f64();
+                        if rate < policy.min_throughput as f64 {
+                            // hand over what came; the next read asks for the rest again
+                            let what = format!(
+                                "{rate:.0} bytes/s over {:.0?}, below the minimum of {} bytes/s",
+                                elapsed, policy.min_throughput
+                            );
+                            self.broke(what)?;
+                        } else {
+                            self.window_start = Instant::now();
+                            self.window_bytes = 0;
+                        }
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => self.broke(e.to_string())?,
+            }
+        }
+    }
+}
+
 impl BlobStore for RepoStore {
     fn open(&self, key: &str) -> io::Result<Box<dyn Read + Send + '_>> {
-        let stream = self.open_stream(key)?;
-        let reader = tokio_util::io::StreamReader::new(stream.stream);
-        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
-            reader,
-            self.shared.runtime.clone(),
-        )))
+        Ok(Box::new(self.reader(key)))
     }
 
     fn size(&self, key: &str) -> io::Result<u64> {
