@@ -505,6 +505,11 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
 }
 
 fn scan_options(a: &ScanArgs) -> ScanOptions {
+    let cache_root = (!a.no_cache).then(|| {
+        a.cache_dir
+            .clone()
+            .unwrap_or_else(scan::cache::LayerCache::default_root)
+    });
     ScanOptions {
         limits: Limits {
             max_file_bytes: a.max_file_bytes,
@@ -513,17 +518,9 @@ fn scan_options(a: &ScanArgs) -> ScanOptions {
             ratio_floor_bytes: a.expansion_floor_bytes,
             max_layer_bytes: a.max_layer_bytes,
         },
-        cache_root: if a.no_cache {
-            None
-        } else {
-            Some(
-                a.cache_dir
-                    .clone()
-                    .unwrap_or_else(scan::cache::LayerCache::default_root),
-            )
-        },
+        temp_dir: scan::scratch::dir(cache_root.as_deref()),
+        cache_root,
         jobs: a.jobs,
-        temp_dir: std::env::temp_dir(),
         verify_diff_ids: a.verify_diff_ids,
         since: a
             .since
@@ -1082,7 +1079,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         &solved.plan,
         &seen,
         &crate::build::source::Access {
-            temp_dir: std::env::temp_dir(),
+            temp_dir: crate::scan::scratch::dir(Some(&out.join("cache"))),
             cache_root: Some(out.join("cache")),
             ..crate::build::source::Access::default()
         },
@@ -1165,7 +1162,7 @@ fn build_demo_images(
     let opts = Options {
         base_from: BaseFrom::Members,
         access: source::Access {
-            temp_dir: std::env::temp_dir(),
+            temp_dir: crate::scan::scratch::dir(Some(cache)),
             cache_root: Some(cache.to_path_buf()),
             ..source::Access::default()
         },

@@ -485,3 +485,73 @@ fn migrate_refuses_bad_input_with_a_message() {
         "keep me"
     );
 }
+
+/// A scan killed while it unpacks a compressed archive (SIGKILL: no destructor runs)
+/// leaves its temporary file under the cache, named after its process; the next run
+/// removes it. The archive comes through a FIFO held open, so the kill lands while the
+/// file is being written, every time.
+#[test]
+fn a_killed_scan_leaves_no_temporary_file_behind_for_long() {
+    use std::io::Write;
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = tmp.path().join("save.tar");
+    build_fixtures(&[], &["--archive", p(&tar)], &["team-a-flow-a"]);
+    let mut gz = flate2::write::GzEncoder::new(vec![], flate2::Compression::fast());
+    gz.write_all(&std::fs::read(&tar).unwrap()).unwrap();
+    let gz = gz.finish().unwrap();
+    let fifo = tmp.path().join("save.tar.gz");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let cache = tmp.path().join("cache");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args(["scan", "archive", p(&fifo), "--cache-dir", p(&cache), "-o"])
+        .arg(tmp.path().join("inv.json"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // half the archive, and the FIFO kept open: the unpacking waits for the rest
+    let mut writer = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+    writer.write_all(&gz[..gz.len() / 2]).unwrap();
+    let scratch = cache.join("tmp");
+    let prefix = format!("unsprawl-{}-archive-", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let left = loop {
+        let found = std::fs::read_dir(&scratch).ok().and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&prefix)
+            })
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no temporary file appeared"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(writer);
+    assert!(left.exists(), "SIGKILL ran no destructor");
+    // the next run (of anything that unpacks) sweeps it
+    let o = unsprawl(&[
+        "scan",
+        "archive",
+        p(&tar),
+        "--cache-dir",
+        p(&cache),
+        "-o",
+        p(&tmp.path().join("inv2.json")),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!left.exists(), "{} is still there", left.display());
+}

@@ -99,16 +99,16 @@ pub(super) fn run(a: &BuildArgs) -> Result<ExitCode> {
     } else {
         None
     };
+    let cache_root = a
+        .cache_dir
+        .clone()
+        .unwrap_or_else(crate::scan::cache::LayerCache::default_root);
     let access = Access {
         plain_http: a.plain_http,
         insecure: a.insecure,
         credentials: credentials.clone(),
-        temp_dir: std::env::temp_dir(),
-        cache_root: Some(
-            a.cache_dir
-                .clone()
-                .unwrap_or_else(crate::scan::cache::LayerCache::default_root),
-        ),
+        temp_dir: crate::scan::scratch::dir(Some(&cache_root)),
+        cache_root: Some(cache_root),
     };
     let opts = Options {
         base_from: match a.base_from {

@@ -235,7 +235,9 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
         &seen,
         &crate::build::source::Access {
             plain_http: a.plain_http,
-            temp_dir: std::env::temp_dir(),
+            temp_dir: crate::scan::scratch::dir(Some(
+                &crate::scan::cache::LayerCache::default_root(),
+            )),
             cache_root: Some(crate::scan::cache::LayerCache::default_root()),
             ..crate::build::source::Access::default()
         },

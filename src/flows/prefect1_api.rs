@@ -49,23 +49,22 @@ pub fn list_flows(
                 "query": FLOWS_QUERY,
                 "variables": {"where": filter, "limit": page, "offset": offset},
             });
-            let mut req = client.post(api).json(&body).header("X-PREFECT-CORE-VERSION", "1.4.1");
-            if let Some(k) = api_key {
-                req = req.bearer_auth(k);
-            }
             let page_result = async {
-                let res = req
-                    .send()
-                    .await
-                    .map_err(|e| format!("cannot reach {api}: {}", crate::scan::source::registry::http::without_url(&e)))?;
-                let status = res.status();
+                let (status, text) = crate::net::call(&crate::net::Policy::default(), || {
+                    let req = client.post(api).json(&body).header("X-PREFECT-CORE-VERSION", "1.4.1");
+                    match api_key {
+                        Some(k) => req.bearer_auth(k),
+                        None => req,
+                    }
+                })
+                .await
+                .map_err(|e| format!("cannot reach {api}: {e}"))?;
                 if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
                     return Err(format!(
                         "{api} refused the API key (HTTP {}): expired, revoked, or for another tenant?",
                         status.as_u16()
                     ));
                 }
-                let text = res.text().await.map_err(|e| format!("{api}: the response broke off: {e}"))?;
                 if !status.is_success() {
                     return Err(format!("{api}: HTTP {}", status.as_u16()));
                 }

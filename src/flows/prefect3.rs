@@ -7,7 +7,6 @@
 //! from). The SQLite server answers 503 while it settles: those are retried.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -39,8 +38,9 @@ impl Api {
             self.base.trim_end_matches('/'),
             path.trim_start_matches('/')
         );
-        let mut wait = Duration::from_millis(250);
-        for attempt in 1..=6 {
+        // reads, filters (POSTs that change nothing) and idempotent PATCHes only: each may
+        // be sent again after a reset, a 503 while the server settles, or a 429
+        let (status, text) = crate::net::call(&crate::net::Policy::default(), || {
             let mut req = self.client.request(method.clone(), &url);
             if let Some(k) = &self.key {
                 req = req.bearer_auth(k);
@@ -48,52 +48,27 @@ impl Api {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            // reads and idempotent PATCHes only (filters are POSTs that change nothing): a
-            // connection the server closed under a pooled request is simply tried again
-            let res = match req.send().await {
-                Ok(r) => r,
-                Err(e) if attempt < 6 && !e.is_timeout() => {
-                    tokio::time::sleep(wait).await;
-                    wait *= 2;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot reach {url}: {}",
-                        crate::scan::source::registry::http::without_url(&e)
-                    ));
-                }
-            };
-            let status = res.status();
-            if (status.as_u16() == 503 || status.as_u16() == 429) && attempt < 6 {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-                continue;
-            }
-            if status.as_u16() == 401 || status.as_u16() == 403 {
-                return Err(format!(
-                    "{url}: the API refused the key (HTTP {})",
-                    status.as_u16()
-                ));
-            }
-            let text = res
-                .text()
-                .await
-                .map_err(|e| format!("{url}: the response broke off: {e}"))?;
-            if !status.is_success() {
-                return Err(format!(
-                    "{url}: HTTP {}: {}",
-                    status.as_u16(),
-                    text.chars().take(200).collect::<String>()
-                ));
-            }
-            if text.trim().is_empty() {
-                return Ok(Value::Null);
-            }
-            return serde_json::from_str(&text)
-                .map_err(|e| format!("{url}: the answer is not JSON: {e}"));
+            req
+        })
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e}"))?;
+        if status.as_u16() == 401 || status.as_u16() == 403 {
+            return Err(format!(
+                "{url}: the API refused the key (HTTP {})",
+                status.as_u16()
+            ));
         }
-        Err(format!("{url}: still unavailable after 6 tries"))
+        if !status.is_success() {
+            return Err(format!(
+                "{url}: HTTP {}: {}",
+                status.as_u16(),
+                text.chars().take(200).collect::<String>()
+            ));
+        }
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{url}: the answer is not JSON: {e}"))
     }
 
     /// Every item of a `…/filter` endpoint, `page` at a time.

@@ -100,25 +100,21 @@ async fn graphql(
     query: &str,
     variables: &Value,
 ) -> Result<Value, String> {
-    let mut req = client
-        .post(&ep.api)
-        .header("X-PREFECT-CORE-VERSION", "1.4.1")
-        .json(&json!({"query": query, "variables": variables}));
-    if let Some(k) = &ep.key {
-        req = req.bearer_auth(k);
-    }
-    let res = req.send().await.map_err(|e| {
-        format!(
-            "cannot reach {}: {}",
-            ep.api,
-            crate::scan::source::registry::http::without_url(&e)
-        )
-    })?;
-    let status = res.status();
-    let text = res
-        .text()
-        .await
-        .map_err(|e| format!("{}: the response broke off: {e}", ep.api))?;
+    // a registration carries an idempotency key and the group run config is set to a
+    // value, so a call that broke off is sent again without writing twice
+    let body = json!({"query": query, "variables": variables});
+    let (status, text) = crate::net::call(&crate::net::Policy::default(), || {
+        let mut req = client
+            .post(&ep.api)
+            .header("X-PREFECT-CORE-VERSION", "1.4.1")
+            .json(&body);
+        if let Some(k) = &ep.key {
+            req = req.bearer_auth(k);
+        }
+        req
+    })
+    .await
+    .map_err(|e| format!("cannot reach {}: {e}", ep.api))?;
     if !status.is_success() {
         return Err(format!(
             "{}: HTTP {}: {}",

@@ -9,3 +9,65 @@ pub mod retry;
 
 pub use breaker::{Breaker, HostDown};
 pub use retry::{Policy, Transient, retry_after};
+
+use std::time::SystemTime;
+
+/// Why a call got no answer worth reading.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// A failure not worth another try (a request reqwest could not build or send).
+    #[error("{0}")]
+    Failed(String),
+    #[error("gave up after {tries} tries (last: {last})")]
+    GaveUp { tries: u32, last: String },
+}
+
+/// Send what `build` makes until the answer is one not worth another try, as `policy`
+/// says (connection failures, resets, bodies that broke off, 429 and 5xx are tried
+/// again, `Retry-After` honoured). Only for calls that may be repeated: reads, filters,
+/// idempotent PATCHes, and Prefect 1 registrations that carry an idempotency key.
+/// Returns the status and the body.
+pub async fn call(
+    policy: &Policy,
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> Result<(reqwest::StatusCode, String), CallError> {
+    let mut backoff = policy.backoff();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let (hint, last) = match build().send().await {
+            Err(e) => match Transient::error(&e) {
+                Some(_) => (None, crate::scan::source::registry::http::without_url(&e)),
+                None => {
+                    return Err(CallError::Failed(
+                        crate::scan::source::registry::http::without_url(&e),
+                    ));
+                }
+            },
+            Ok(res) => {
+                let status = res.status();
+                if Transient::status(status).is_some() {
+                    (
+                        retry_after(res.headers(), SystemTime::now()),
+                        format!("HTTP {}", status.as_u16()),
+                    )
+                } else {
+                    match res.text().await {
+                        Ok(text) => return Ok((status, text)),
+                        Err(e) => (
+                            None,
+                            format!(
+                                "the response broke off: {}",
+                                crate::scan::source::registry::http::without_url(&e)
+                            ),
+                        ),
+                    }
+                }
+            }
+        };
+        match policy.next_wait(&mut backoff, hint) {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => return Err(CallError::GaveUp { tries, last }),
+        }
+    }
+}

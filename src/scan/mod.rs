@@ -11,6 +11,7 @@ pub mod analyze;
 pub mod cache;
 pub mod layer;
 pub mod progress;
+pub mod scratch;
 pub mod source;
 pub mod squash;
 

@@ -165,7 +165,7 @@ fn index_archive(path: &Path, temp_dir: &Path) -> Result<TarStore, String> {
             } else {
                 Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(fail)?)
             };
-            let mut tmp = tempfile::NamedTempFile::new_in(temp_dir).map_err(|e| {
+            let mut tmp = crate::scan::scratch::file(temp_dir, "archive").map_err(|e| {
                 format!(
                     "cannot create a temporary file in {}: {e}",
                     temp_dir.display()

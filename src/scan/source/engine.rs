@@ -167,10 +167,7 @@ async fn export_async(
         }
     }
 
-    let file = tempfile::Builder::new()
-        .prefix("unsprawl-engine-")
-        .suffix(".tar")
-        .tempfile_in(temp_dir)
+    let file = crate::scan::scratch::file(temp_dir, "engine")
         .map_err(|e| format!("cannot create a temp file in {}: {e}", temp_dir.display()))?;
     if names.is_empty() {
         // an empty but valid docker save archive: the scan finds no images

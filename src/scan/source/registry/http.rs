@@ -50,6 +50,10 @@ pub enum HttpError {
     },
     #[error(transparent)]
     HostDown(#[from] crate::net::HostDown),
+    #[error(
+        "{url}: the answer is larger than {limit} bytes (a manifest, config or page that big is not one)"
+    )]
+    TooLarge { url: String, limit: u64 },
     #[error("{url}: refusing to follow a pagination link to another host ({link})")]
     ForeignLink { url: String, link: String },
 }
@@ -170,8 +174,20 @@ impl Http {
             let status = res.status();
             let headers = res.headers().clone();
             let final_url = res.url().clone();
-            match res.bytes().await {
-                Ok(body) => {
+            if res.content_length().is_some_and(|n| n > MAX_BODY) {
+                return Err(HttpError::TooLarge {
+                    url: url.to_string(),
+                    limit: MAX_BODY,
+                });
+            }
+            match read_limited(res, MAX_BODY).await {
+                Ok(None) => {
+                    return Err(HttpError::TooLarge {
+                        url: url.to_string(),
+                        limit: MAX_BODY,
+                    });
+                }
+                Ok(Some(body)) => {
                     return Ok(Response {
                         status,
                         headers,
@@ -449,6 +465,25 @@ impl Http {
         }
         Ok(out)
     }
+}
+
+/// The most any API answer read whole may hold (a manifest, an index, a listing page, a
+/// token): as for OCI layouts, 16 MiB, four times what registries must accept.
+pub const MAX_BODY: u64 = 16 << 20;
+
+/// A body read to its end, or `None` past `limit` bytes (read no further).
+async fn read_limited(
+    mut res: reqwest::Response,
+    limit: u64,
+) -> Result<Option<bytes::Bytes>, reqwest::Error> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(chunk) = res.chunk().await? {
+        if buf.len() as u64 + chunk.len() as u64 > limit {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(Some(buf.freeze()))
 }
 
 /// The target of `Link: <url>; rel="next"`.

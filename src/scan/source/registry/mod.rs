@@ -15,6 +15,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use futures_util::StreamExt;
 use globset::{Glob, GlobMatcher};
 use oci_spec::image::{ImageIndex, ImageManifest};
 use reqwest::Method;
@@ -199,7 +200,11 @@ impl Walker {
         let targets: Vec<Target> = if self.input.references.is_empty() {
             let repos = self.repositories().await?;
             let tag_glob = self.input.tag_glob.as_deref().map(glob).transpose()?;
-            let listed = futures_util::future::join_all(repos.iter().map(|r| self.tags(r))).await;
+            // bounded: a catalog of 100,000 repositories is not 100,000 requests at once
+            let listed: Vec<_> = futures_util::stream::iter(repos.iter().map(|r| self.tags(r)))
+                .buffered(self.input.concurrency.max(1) * 2)
+                .collect()
+                .await;
             let mut t = Vec::new();
             for (repo, tags) in repos.iter().zip(listed) {
                 match tags {
@@ -223,8 +228,10 @@ impl Walker {
                 .collect::<Result<_, _>>()?
         };
 
-        let resolved =
-            futures_util::future::join_all(targets.iter().map(|t| self.resolve(t))).await;
+        let resolved: Vec<_> = futures_util::stream::iter(targets.iter().map(|t| self.resolve(t)))
+            .buffered(self.input.concurrency.max(1) * 2)
+            .collect()
+            .await;
         let mut images = Vec::new();
         for ((repo, tag), r) in targets.iter().zip(resolved) {
             match r {
