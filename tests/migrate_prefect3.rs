@@ -14,6 +14,7 @@ use std::time::Instant;
 use common::git_repo::{GitRepo, clean_command, stderr};
 use common::journal::{done_keys, wait_for_done};
 use common::prefect3_server::Server;
+use common::registry::{Faults, Proxy, ProxyMode};
 use common::*;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -703,4 +704,134 @@ fn image_env_is_carried_into_job_variables_and_a_baked_secret_is_refused_unprint
         }
     }
     assert!(checked > 10, "{checked} files checked");
+}
+
+/// The Prefect API through a hostile network (the project's own proxy): resets and 503s
+/// at random, and two PATCHes whose answers are lost after the server applied them. The
+/// apply rides it out: every deployment moved, each written once in the journal, read
+/// back as the migration says.
+#[test]
+fn apply_through_resets_503s_and_lost_answers_writes_each_deployment_once() {
+    let server = Server::start();
+    server.cli(&["work-pool", "create", "k8s-pool", "--type", "kubernetes"]);
+    let mut files = vec![];
+    for n in 1..=6 {
+        let flow = server.call(
+            Method::POST,
+            "flows/",
+            Some(json!({"name": format!("team-d-flow-{n}")})),
+        );
+        let (path, text) = flow_file("team-d", n);
+        server.call(
+            Method::POST,
+            "deployments/",
+            Some(json!({
+                "name": format!("team-d-flow-{n}-docker"),
+                "flow_id": flow["id"],
+                "work_pool_name": "k8s-pool",
+                "job_variables": {"image": IMAGE, "env": {"N": n.to_string()}},
+                "entrypoint": format!("{path}:flow_{n}"),
+                "pull_steps": [],
+            })),
+        );
+        files.push((path, text));
+    }
+    let refs: Vec<(&str, String)> = files.iter().map(|(p, t)| (p.as_str(), t.clone())).collect();
+    let git = GitRepo::new(&refs);
+    git.add_origin();
+    let port: u16 = server
+        .api
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/api")
+        .parse()
+        .unwrap();
+    let proxy = Proxy::start(
+        port,
+        ProxyMode::Faults(Faults {
+            seed: 11,
+            reset: 60,
+            unavailable: 60,
+            lose_answer_of_writes: &[2, 5],
+            ..Faults::default()
+        }),
+    );
+    let api = format!("http://{}/api", proxy.host());
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(
+        &["fixtures/fetch"],
+        &["--oci", p(&oci)],
+        &["team-d-etl-prefect3", "platform-git"],
+    );
+    let imgs = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--api",
+        &api,
+        "--images",
+        p(&imgs),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    let plan = d.join("plan.json");
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&plan),
+    ]);
+    let built = d.join("runtime.oci");
+    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
+    let out = d.join("migration");
+    let o = run(&[
+        "migrate",
+        p(&plan),
+        "--runtime-images",
+        p(&built),
+        "--repo-url",
+        "https://git.example.com/platform/flows.git",
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&out),
+        "--apply",
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let injected = proxy.injected();
+    eprintln!("faults injected: {injected:?}");
+    assert_eq!(injected.get("lost answer"), Some(&2), "{injected:?}");
+    assert!(
+        injected.get("reset").is_some() && injected.get("503").is_some(),
+        "{injected:?}"
+    );
+    let done = done_keys(&out.join("journal.jsonl"));
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for k in &done {
+        *counts.entry(k).or_default() += 1;
+    }
+    assert_eq!(counts.len(), 6, "every deployment written: {done:?}");
+    assert!(counts.values().all(|&c| c == 1), "none twice: {counts:?}");
+    let runtime = json!(
+        serde_json::from_str::<Value>(&std::fs::read_to_string(&plan).unwrap()).unwrap()["runtime_images"]
+            [0]["name"]
+    );
+    for d in all_deployments(&server).values() {
+        assert_eq!(d["job_variables"]["image"], runtime, "{d}");
+        assert!(
+            d["pull_steps"][0]
+                .get("prefect.deployments.steps.git_clone")
+                .is_some(),
+            "{d}"
+        );
+    }
 }

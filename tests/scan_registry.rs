@@ -482,6 +482,7 @@ fn resets_cut_bodies_throttling_a_trickle_and_an_outage_change_nothing() {
             truncate: 150,
             trickle_first: 1,
             outage: Some((12, std::time::Duration::from_secs(3))),
+            lose_answer_of_writes: &[],
         }),
     );
     let t = std::time::Instant::now();

@@ -289,6 +289,9 @@ pub struct Faults {
     pub trickle_first: usize,
     /// At this blob request the registry goes away for this long (kill and restart).
     pub outage: Option<(usize, Duration)>,
+    /// The answers of these writes (PATCH, and POSTs but `…/filter` reads), counted from
+    /// 1, are lost after the server acted on them: the client cannot tell it did.
+    pub lose_answer_of_writes: &'static [usize],
 }
 
 /// What a proxy injected, by kind.
@@ -317,6 +320,7 @@ struct Ctx {
     down: Arc<AtomicBool>,
     seen: Arc<AtomicUsize>,
     blobs: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
 }
 
 impl Ctx {
@@ -351,6 +355,7 @@ impl Proxy {
             down: Arc::new(AtomicBool::new(false)),
             seen: Arc::new(AtomicUsize::new(0)),
             blobs: Arc::new(AtomicUsize::new(0)),
+            writes: Arc::new(AtomicUsize::new(0)),
         };
         let stop = Arc::new(AtomicBool::new(false));
         let proxy = Proxy {
@@ -429,6 +434,7 @@ fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     };
     let mut truncate = false;
     let mut trickle = false;
+    let mut lose_answer = false;
     match ctx.mode {
         ProxyMode::Throttle { every } if n.is_multiple_of(every) => {
             ctx.throttled.fetch_add(1, Ordering::SeqCst);
@@ -463,7 +469,17 @@ fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                 });
                 return Ok(());
             }
-            if nth_blob < f.trickle_first {
+            let write = method == "PATCH" || (method == "POST" && !path.ends_with("/filter"));
+            if write {
+                let nth = ctx.writes.fetch_add(1, Ordering::SeqCst) + 1;
+                if f.lose_answer_of_writes.contains(&nth) {
+                    lose_answer = true;
+                    ctx.inject("lost answer");
+                }
+            }
+            if lose_answer {
+                // forwarded below, its answer dropped
+            } else if nth_blob < f.trickle_first {
                 trickle = true;
                 ctx.inject("trickle");
             } else {
@@ -515,6 +531,11 @@ fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     reader.read_exact(&mut body)?;
     out.extend(body);
     up.write_all(&out)?;
+    if lose_answer {
+        let mut whole = vec![];
+        up.read_to_end(&mut whole)?;
+        return Ok(()); // the server acted; the client hears nothing
+    }
     if truncate || trickle {
         let mut whole = vec![];
         up.read_to_end(&mut whole)?;
