@@ -514,3 +514,160 @@ fn resets_cut_bodies_throttling_a_trickle_and_an_outage_change_nothing() {
     );
     assert!(took < std::time::Duration::from_secs(120), "{took:?}");
 }
+
+/// Planted credentials, looked for everywhere: a password in the registry argument
+/// (refused), on `--password-stdin` and in a Docker config (`auth`, and that base64 itself)
+/// for a registry behind a token service, across scan (with JSON progress lines and a
+/// cache), report and audit, `RUST_LOG=trace` set. Not one byte of them in any output,
+/// log line, cache file or report.
+#[test]
+fn planted_credentials_appear_in_no_output_log_cache_or_report() {
+    const PASSWORD: &str = "pl4nted-Pa55word-9c1e";
+    const IN_URL: &str = "url-Secret-7f3a";
+    let reg = Registry::start(Auth::Token {
+        user: "robot".into(),
+        password: PASSWORD.into(),
+    });
+    push_fixtures(
+        &reg.host(),
+        &[],
+        &["team-a-flow-a", "tools-alpine"],
+        Some(("robot", PASSWORD)),
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let docker = d.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("robot:{PASSWORD}"),
+    );
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({"auths": {reg.host(): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let cache = work.join("cache");
+    let mut printed = String::new();
+    let mut run = |args: &[&str], stdin: Option<&str>, docker_config: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_unsprawl"));
+        c.args(args)
+            .current_dir(repo())
+            .env("DOCKER_CONFIG", if docker_config { &docker } else { &work })
+            .env("RUST_LOG", "trace")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        if let Some(s) = stdin {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{s}\n").as_bytes())
+                .unwrap();
+        }
+        drop(child.stdin.take());
+        let o = child.wait_with_output().unwrap();
+        printed.push_str(&String::from_utf8_lossy(&o.stdout));
+        printed.push_str(&String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    let host = reg.host();
+    let url_host = format!("robot:{IN_URL}@{host}");
+    let o = run(
+        &["scan", "registry", &url_host, "--plain-http", "-o", "-"],
+        None,
+        false,
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "userinfo in the argument is refused"
+    );
+    let inv1 = work.join("inv1.json");
+    let o = run(
+        &[
+            "scan",
+            "registry",
+            &host,
+            "--plain-http",
+            "--username",
+            "robot",
+            "--password-stdin",
+            "--cache-dir",
+            p(&cache),
+            "--progress",
+            "json",
+            "--no-timestamp",
+            "-o",
+            p(&inv1),
+        ],
+        Some(PASSWORD),
+        false,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inv2 = work.join("inv2.json");
+    let o = run(
+        &[
+            "scan",
+            "registry",
+            &host,
+            "--plain-http",
+            "--no-cache",
+            "-o",
+            p(&inv2),
+        ],
+        None,
+        true,
+    );
+    assert!(o.status.success(), "the Docker config's credentials work");
+    let o = run(
+        &["report", p(&inv2), "-o", p(&work.join("report"))],
+        None,
+        false,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(
+        &[
+            "audit",
+            "--registry",
+            &host,
+            "--plain-http",
+            "--cache-dir",
+            p(&cache),
+            "-o",
+            p(&work.join("audit")),
+        ],
+        None,
+        true,
+    );
+    assert!(
+        o.status.code().is_some_and(|c| c <= 1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let planted = [PASSWORD, IN_URL, auth.as_str()];
+    for s in planted {
+        assert!(!printed.contains(s), "printed: {s}");
+    }
+    let mut files = 0;
+    let mut stack = vec![work.clone()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let bytes = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            for s in planted {
+                assert!(!bytes.contains(s), "{} holds {s}", path.display());
+            }
+            files += 1;
+        }
+    }
+    assert!(files >= 10, "{files} files looked at");
+}
