@@ -811,7 +811,7 @@ fn apply_through_resets_503s_and_lost_answers_writes_each_deployment_once() {
     eprintln!("faults injected: {injected:?}");
     assert_eq!(injected.get("lost answer"), Some(&2), "{injected:?}");
     assert!(
-        injected.get("reset").is_some() && injected.get("503").is_some(),
+        injected.contains_key("reset") && injected.contains_key("503"),
         "{injected:?}"
     );
     let done = done_keys(&out.join("journal.jsonl"));
