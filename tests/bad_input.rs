@@ -114,16 +114,36 @@ fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
         assert_eq!(p.layer.as_deref(), Some(img.layers[1].diff_id.as_str()));
         img.contents.as_ref().expect("the rest was analysed")
     };
-    let c = partial(
-        "huge-metadata",
-        "/usr/local/lib/python3.11/site-packages/huge-1.0.dist-info/METADATA",
-        "over the 8388608-byte limit",
+    // two dist-info of one distribution side by side: both named, neither kept
+    let twin = image(&inv, "bad/twin-dist-info:1");
+    assert_eq!(twin.status, Status::Partial, "{}", problems(twin));
+    assert!(
+        problems(twin).contains(
+            "2 metadata directories of requests side by side (requests 2.28.0, requests 2.31.0)"
+        ),
+        "{}",
+        problems(twin)
     );
-    assert_eq!(
-        c.os.as_ref().unwrap().id.as_deref(),
-        Some("debian"),
-        "the rest of the image is known"
+    let names: Vec<&str> = twin
+        .contents
+        .as_ref()
+        .unwrap()
+        .python
+        .distributions
+        .iter()
+        .map(|d| d.name.as_str())
+        .collect();
+    assert!(
+        !names.contains(&"requests") && names.contains(&"idna"),
+        "{names:?}"
     );
+    // a 60 MB METADATA: its header block is read, the long description is not
+    let huge = image(&inv, "bad/huge-metadata:1");
+    assert_eq!(huge.status, Status::Ok, "{}", problems(huge));
+    let dists = &huge.contents.as_ref().unwrap().python.distributions;
+    let d = dists.iter().find(|d| d.name == "huge").expect("kept");
+    assert_eq!(d.version, "1.0");
+    assert_eq!(d.requires_dist, ["six>=1.5"]);
     partial(
         "bad-pickles",
         "/opt/prefect/flows/truncated.prefect",
@@ -554,4 +574,87 @@ fn a_killed_scan_leaves_no_temporary_file_behind_for_long() {
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!left.exists(), "{} is still there", left.display());
+}
+
+/// Manifests that are not image manifests, in a layout beside a good image: a Docker
+/// schema 1 manifest is named as legacy (not "missing field `config`"), and one of a
+/// media type no spec knows is refused naming the type, though its body would parse as an
+/// image manifest; the good image is scanned.
+#[test]
+fn schema1_and_unknown_manifest_types_are_named_not_misread() {
+    use sha2::Digest;
+    let tmp = tempfile::tempdir().unwrap();
+    let oci = tmp.path().join("oci");
+    build_fixtures(&[], &["--oci", p(&oci)], &["team-a-flow-a"]);
+    let index_path = oci.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&index_path).unwrap()).unwrap();
+    let good = index["manifests"][0].clone();
+    let good_manifest = std::fs::read(
+        oci.join("blobs/sha256").join(
+            good["digest"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("sha256:"),
+        ),
+    )
+    .unwrap();
+    let mut add = |bytes: &[u8], media: &str, name: &str| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(oci.join("blobs/sha256").join(&hex), bytes).unwrap();
+        index["manifests"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({
+                "mediaType": media,
+                "digest": format!("sha256:{hex}"),
+                "size": bytes.len(),
+                "annotations": {"org.opencontainers.image.ref.name": name},
+            }));
+        format!("sha256:{hex}")
+    };
+    let schema1 = serde_json::json!({
+        "schemaVersion": 1, "name": "team/old", "tag": "1", "architecture": "amd64",
+        "fsLayers": [{"blobSum": "sha256:a3ed95caeb02ffe68cdd9fd84406680ae93d633cb16422d00e8a7c22955b46d4"}],
+        "history": [{"v1Compatibility": "{}"}],
+    })
+    .to_string();
+    let old = add(
+        schema1.as_bytes(),
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+        "registry.local:5000/team/old:1",
+    );
+    let odd = add(
+        &good_manifest,
+        "application/vnd.example.thing.v1+json",
+        "registry.local:5000/team/odd:1",
+    );
+    std::fs::write(&index_path, index.to_string()).unwrap();
+    let out = tmp.path().join("inv.json");
+    let o = unsprawl(&[
+        "scan",
+        "oci-dir",
+        p(&oci),
+        "--no-cache",
+        "--allow-partial",
+        "-o",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let inv = read_inventory(&out);
+    let errors: Vec<String> = inv.errors.iter().map(|e| e.message.clone()).collect();
+    assert!(
+        errors.iter().any(|e| e == &format!(
+            "manifest {old} is Docker schema 1 (legacy): not analysed (re-push the image to convert it)"
+        )),
+        "{errors:?}"
+    );
+    assert!(
+        errors.iter().any(|e| e == &format!(
+            "manifest {odd} has media type application/vnd.example.thing.v1+json, which is neither an image manifest nor an index: not analysed"
+        )),
+        "{errors:?}"
+    );
+    assert_eq!(inv.images.len(), 1, "only the good image");
+    assert_eq!(inv.images[0].status, Status::Ok);
 }

@@ -341,6 +341,12 @@ fn demand(
                 allowed_mask(entry, built, &spec, &python)
             })
             .clone();
+        if allowed.iter().all(|w| *w == 0) {
+            return Err(format!(
+                "{name} {version}: no version seen on Python {python} is allowed by the rules' policy `{}`",
+                rules.policy_for(&name)
+            ));
+        }
         needs.push(Need {
             dist: id,
             built,
@@ -397,12 +403,17 @@ pub fn allowed_mask(
             .pythons
             .iter()
             .any(|p| p.as_deref().is_none_or(|p| p == python));
-        let ok = i as u32 == built
-            || on_python
-                && match (spec, &v.parsed) {
-                    (Some(s), Some(p)) => s.contains(p) && (pre_ok || !p.any_prerelease()),
-                    _ => false,
-                };
+        // the version it was built with counts as seen on its Python (it ran there), but
+        // only where the policy allows it: `prefect = "<1.3"` moves a 1.4.1 flow off 1.4.1
+        let ok = match (spec, &v.parsed) {
+            (None, _) => i as u32 == built,
+            (Some(s), Some(p)) => {
+                (on_python || i as u32 == built)
+                    && s.contains(p)
+                    && (pre_ok || !p.any_prerelease() || i as u32 == built)
+            }
+            (Some(_), None) => false,
+        };
         if ok {
             words[i / 64] |= 1 << (i % 64);
         }

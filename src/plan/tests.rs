@@ -405,3 +405,60 @@ proptest! {
         prop_assert!(s.plan.summary.optimal);
     }
 }
+
+/// A fixed specifier binds the version a flow was built with too: `D = "<=V"` moves
+/// flows built above V down to a seen version within it, and `D = "<LOWEST"` refuses
+/// every flow that has D, naming the policy.
+#[test]
+fn a_specifier_policy_binds_the_built_version_too() {
+    let inv = small(40, 3);
+    let mut seen: std::collections::BTreeMap<String, Vec<Version>> = Default::default();
+    for img in &inv.images {
+        for d in &img.contents.as_ref().unwrap().python.distributions {
+            seen.entry(d.name.clone())
+                .or_default()
+                .push(Version::from_str(&d.version).unwrap());
+        }
+    }
+    let (name, mut versions) = seen
+        .into_iter()
+        .find(|(_, v)| {
+            let mut v = v.clone();
+            v.sort();
+            v.dedup();
+            v.len() >= 3
+        })
+        .expect("a distribution seen at three versions");
+    versions.sort();
+    versions.dedup();
+    let mid = &versions[versions.len() / 2];
+    let r = rules(&format!("[versions.packages]\n{name} = \"<={mid}\"\n"));
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    for img in &s.plan.runtime_images {
+        for p in img.requirements.iter().filter(|p| p.name == name) {
+            assert!(
+                Version::from_str(&p.version).unwrap() <= *mid,
+                "{name} pinned at {} above <={mid}",
+                p.version
+            );
+        }
+    }
+    jointly_satisfied(&inv, &r, &s.plan).unwrap();
+    let r = rules(&format!(
+        "[versions.packages]\n{name} = \"<{}\"\n",
+        versions[0]
+    ));
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    assert!(
+        !s.plan.unplanned.is_empty(),
+        "every flow with {name} is refused"
+    );
+    assert!(
+        s.plan.unplanned.iter().all(|u| u.reason.contains(&format!(
+            "is allowed by the rules' policy `<{}`",
+            versions[0]
+        ))),
+        "{:?}",
+        s.plan.unplanned
+    );
+}

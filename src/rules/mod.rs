@@ -51,6 +51,16 @@ pub struct Separate {
     pub mode: SeparateMode,
 }
 
+/// A PEP 508 name, or one followed by a single `*` (a prefix): nothing a glob would read
+/// as a class or an alternation.
+fn is_name_or_prefix(p: &str) -> bool {
+    let name = p.strip_suffix('*').unwrap_or(p);
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+}
+
 impl Separate {
     pub fn matches_distribution(&self, name: &str) -> bool {
         self.distributions
@@ -176,6 +186,15 @@ impl Rules {
                     s.name.span(),
                     format!(
                         "[[separate]] `{}` matches nothing: give `distributions` or `labels`",
+                        s.name.get_ref()
+                    ),
+                ));
+            }
+            if let Some(bad) = s.distributions.iter().find(|d| !is_name_or_prefix(d)) {
+                return Err(err(
+                    s.name.span(),
+                    format!(
+                        "[[separate]] `{}`: `{bad}` is not a distribution name or a `NAME*` prefix (letters, digits, `.`, `-`, `_`; one `*` at the end)",
                         s.name.get_ref()
                     ),
                 ));
@@ -472,6 +491,23 @@ mod tests {
         assert!(r.ignore.contains("pytest") && r.ignore.contains("pip"));
         assert_eq!(r.policy_for("prefect"), &Policy::Patch);
         assert!(matches!(r.policy_for("pandas"), Policy::Specifier(s, _) if s == ">=1.5,<3"));
+    }
+
+    #[test]
+    fn a_glob_that_is_not_a_name_or_prefix_is_refused() {
+        let mut r = Rules::default_rules();
+        let e = r
+            .merge_text(
+                "team.toml",
+                "[[separate]]\nname = \"gpu\"\ndistributions = [\"nvidia-*\", \"[*\"]\n",
+            )
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("`[*` is not a distribution name or a `NAME*` prefix"),
+            "{e}"
+        );
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]

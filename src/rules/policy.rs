@@ -27,6 +27,8 @@ pub enum PolicyError {
         "`{0}` is not a version policy: expected \"exact\", \"patch\", \"minor\", \"compatible\" or a PEP 440 specifier such as \">=1.5,<3\" ({1})"
     )]
     Invalid(String, String),
+    #[error("`{0}` allows no version at all (its bounds exclude each other)")]
+    Empty(String),
     #[error(
         "`{0}` uses `{1}`: allowed sets must be intervals (a hole would let two flows that each fit an image conflict with each other), so use <, <=, >, >=, ==, ==X.* or ~="
     )]
@@ -54,6 +56,9 @@ impl Policy {
                 _ => continue,
             };
             return Err(PolicyError::NotInterval(text.to_string(), op.to_string()));
+        }
+        if !satisfiable(&specs) {
+            return Err(PolicyError::Empty(text.trim().to_string()));
         }
         Ok(Policy::Specifier(text.trim().to_string(), specs))
     }
@@ -87,6 +92,22 @@ impl Policy {
     }
 }
 
+/// Whether some version meets every specifier of an interval set (no `!=`/`===`). The
+/// set is an interval, so if it holds any version it holds its lowest point: `0`, a
+/// bound itself, or just above one (the bound with `.0.0.0.0.1` appended, or its `.post`).
+fn satisfiable(specs: &VersionSpecifiers) -> bool {
+    let mut candidates: Vec<Version> = vec![Version::new([0u64])];
+    for s in specs.iter() {
+        let v = s.version().clone();
+        let mut release = v.release().to_vec();
+        release.extend([0, 0, 0, 0, 1]);
+        candidates.push(Version::new(release));
+        candidates.push(v.clone().with_post(Some(u64::MAX / 2)));
+        candidates.push(v);
+    }
+    candidates.iter().any(|c| specs.contains(c))
+}
+
 fn exact(v: &Version) -> VersionSpecifiers {
     VersionSpecifiers::from(VersionSpecifier::equals_version(v.clone()))
 }
@@ -112,6 +133,20 @@ impl Serialize for Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_specifier_that_allows_nothing_is_refused() {
+        for empty in [">=1,<0", ">2,<=2", "==1.*,>=2", "<0"] {
+            assert_eq!(
+                Policy::parse(empty),
+                Err(PolicyError::Empty(empty.to_string())),
+                "{empty}"
+            );
+        }
+        for fine in [">1,<1.0.1", ">=1.5,<3", "~=2.1", "==2.*", ">=0", "<1"] {
+            assert!(Policy::parse(fine).is_ok(), "{fine}");
+        }
+    }
 
     fn v(s: &str) -> Version {
         s.parse().unwrap()

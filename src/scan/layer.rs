@@ -547,6 +547,37 @@ fn walk_entries<R: Read>(
     Ok(())
 }
 
+/// A `METADATA`/`PKG-INFO`: only its header block counts (name, version, requirements);
+/// the body after the first blank line is the long description, which may be any size.
+/// Read up to that line, at most `cap` bytes of headers, and leave the rest unread.
+fn read_metadata_headers<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    cap: u64,
+) -> Result<FileFact, LayerError> {
+    let mut r = BufReader::new(entry.by_ref().take(cap + 1));
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = r.read_until(b'\n', &mut head).map_err(corrupt)?;
+        if n == 0 || head[before..].iter().all(|b| b.is_ascii_whitespace()) {
+            break;
+        }
+        if head.len() as u64 > cap {
+            return Ok(FileFact::Unreadable {
+                message: format!("its header block is over the {cap}-byte limit"),
+            });
+        }
+    }
+    Ok(
+        match python::parse_metadata(&String::from_utf8_lossy(&head)) {
+            Ok(meta) => FileFact::DistMetadata { meta },
+            Err(e) => FileFact::Unreadable {
+                message: e.to_string(),
+            },
+        },
+    )
+}
+
 fn interpreter_fact(path: &str) -> FileFact {
     FileFact::Interpreter {
         minor: python::interpreter_marker(path).unwrap_or_default(),
@@ -567,6 +598,9 @@ fn read_fact<R: Read>(
         Interest::Dpkg | Interest::Apk | Interest::PrefectFlow => limits.max_database_bytes,
         _ => limits.max_file_bytes,
     };
+    if interest == Interest::Metadata {
+        return read_metadata_headers(entry, cap);
+    }
     let size = entry.size();
     if size > cap {
         return Ok(FileFact::Unreadable {

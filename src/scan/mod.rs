@@ -30,7 +30,7 @@ use layer::{Expected, LayerFacts, Limits};
 use source::{BlobStore, FoundImage, read_small, sha256_digest};
 
 /// Bump when any analyser changes what it extracts: it invalidates every cache entry.
-pub const ANALYSER_VERSION: u32 = 3;
+pub const ANALYSER_VERSION: u32 = 4;
 
 /// One input named on the command line.
 #[derive(Debug, Clone)]

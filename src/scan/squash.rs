@@ -267,6 +267,35 @@ pub fn squash(layers: &[&LayerFacts], env: &BTreeMap<String, String>) -> (Conten
     distributions.sort_by(|a, b| {
         (&a.name, &a.location, &a.version).cmp(&(&b.name, &b.location, &b.version))
     });
+    // Two metadata directories of one distribution in one site directory (an upgrade that
+    // died half way): Python imports whichever it finds first, so neither can be trusted.
+    // Both are named in a problem and neither is kept.
+    let mut twins: BTreeSet<(String, String)> = BTreeSet::new();
+    for w in distributions.windows(2) {
+        if w[0].name == w[1].name && w[0].location == w[1].location {
+            twins.insert((w[0].name.clone(), w[0].location.clone()));
+        }
+    }
+    for (name, location) in &twins {
+        let found: Vec<&Distribution> = distributions
+            .iter()
+            .filter(|d| &d.name == name && &d.location == location)
+            .collect();
+        problems.insert(Problem {
+            layer: found.last().map(|d| d.layer.clone()),
+            path: Some(location.clone()),
+            message: format!(
+                "{} metadata directories of {name} side by side ({}): which one Python uses is not knowable, so neither is kept",
+                found.len(),
+                found
+                    .iter()
+                    .map(|d| format!("{} {}", d.display_name, d.version))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    distributions.retain(|d| !twins.contains(&(d.name.clone(), d.location.clone())));
 
     let mut prefect_versions: Vec<String> = distributions
         .iter()

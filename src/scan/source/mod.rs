@@ -159,6 +159,70 @@ pub mod media {
         "application/vnd.docker.container.image.v1+json",
     ];
 
+    /// What a manifest document is, from its media type (the descriptor's or the
+    /// registry's `Content-Type`, else the document's own `mediaType`).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Kind {
+        Index,
+        Manifest,
+        /// Docker schema 1 (legacy, signed): not analysed.
+        Schema1,
+        /// An OCI artifact manifest: not an image, skipped.
+        Artifact,
+        /// A type that is neither: refused, named.
+        Unknown(String),
+    }
+
+    pub fn classify(declared: &str, bytes: &[u8]) -> Kind {
+        let doc = serde_json::from_slice::<serde_json::Value>(bytes).ok();
+        let own = doc
+            .as_ref()
+            .and_then(|v| v.get("mediaType"))
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        let declared = declared.split(';').next().unwrap_or_default().trim();
+        let media = if declared.is_empty() || declared == "application/json" {
+            own
+        } else {
+            declared
+        };
+        let schema = doc.as_ref().and_then(|v| v.get("schemaVersion")).cloned();
+        if media.contains("distribution.manifest.v1") || schema == Some(serde_json::json!(1)) {
+            return Kind::Schema1;
+        }
+        if INDEX_TYPES.contains(&media) {
+            return Kind::Index;
+        }
+        if MANIFEST_TYPES.contains(&media) {
+            return Kind::Manifest;
+        }
+        if media == "application/vnd.oci.artifact.manifest.v1+json" {
+            return Kind::Artifact;
+        }
+        if media.is_empty() {
+            // an OCI document may leave mediaType out: tell by shape
+            return match doc {
+                Some(v) if v.get("manifests").is_some() => Kind::Index,
+                Some(v) if v.get("config").is_some() && v.get("layers").is_some() => Kind::Manifest,
+                _ => Kind::Unknown("(none)".into()),
+            };
+        }
+        Kind::Unknown(media.to_string())
+    }
+
+    /// The problem for a manifest that is not one: what it is, said plainly.
+    pub fn refusal(kind: &Kind, digest: &str) -> Option<String> {
+        match kind {
+            Kind::Schema1 => Some(format!(
+                "manifest {digest} is Docker schema 1 (legacy): not analysed (re-push the image to convert it)"
+            )),
+            Kind::Unknown(t) => Some(format!(
+                "manifest {digest} has media type {t}, which is neither an image manifest nor an index: not analysed"
+            )),
+            _ => None,
+        }
+    }
+
     /// Index entries that are not images to analyse: BuildKit attestations and
     /// `unknown/unknown` platforms, and platforms other than `want` when one is asked for.
     pub fn skip_entry(d: &oci_spec::image::Descriptor, want: Option<&(String, String)>) -> bool {

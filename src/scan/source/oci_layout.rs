@@ -9,7 +9,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use super::{BlobStore, FoundImage, LayerRef, SourceProblem, blob_key, read_small, sha256_digest};
 use crate::inventory::SourceRef;
 
-use super::media::{CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES};
+use super::media::CONFIG_TYPES;
 
 /// Annotations that name an image inside a layout, best first.
 const NAME_ANNOTATIONS: [&str; 2] = [
@@ -132,13 +132,15 @@ impl Walker {
         let Some(bytes) = self.fetch(&digest, &what) else {
             return;
         };
-        let media = d.media_type().to_string();
-        let is_index = INDEX_TYPES.contains(&media.as_str())
-            || (!MANIFEST_TYPES.contains(&media.as_str())
-                && serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .ok()
-                    .is_some_and(|v| v.get("manifests").is_some()));
-        if is_index {
+        let kind = super::media::classify(&d.media_type().to_string(), &bytes);
+        if let Some(message) = super::media::refusal(&kind, &digest) {
+            self.problem(what, message);
+            return;
+        }
+        if kind == super::media::Kind::Artifact {
+            return;
+        }
+        if kind == super::media::Kind::Index {
             match serde_json::from_slice::<ImageIndex>(&bytes) {
                 Ok(index) => {
                     for child in index.manifests() {

@@ -396,22 +396,22 @@ impl Walker {
     ) -> Result<(Vec<FoundImage>, Vec<SourceProblem>), String> {
         let name = reference_name(&self.input.host, repo, tag);
         let (bytes, digest, media) = self.manifest(repo, tag).await?;
-        if media.contains("distribution.manifest.v1")
-            || serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .is_some_and(|v| v.get("schemaVersion") == Some(&serde_json::json!(1)))
-        {
+        let kind = super::media::classify(&media, &bytes);
+        if let Some(message) = super::media::refusal(&kind, &digest) {
             return Ok((
                 Vec::new(),
                 vec![SourceProblem {
                     what: name,
-                    message: "legacy Docker schema 1 manifest: not analysed (re-push the image to convert it)".into(),
+                    message,
                 }],
             ));
         }
+        if kind == super::media::Kind::Artifact {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let mut problems = Vec::new();
         let mut images = Vec::new();
-        if INDEX_TYPES.contains(&media.as_str()) {
+        if kind == super::media::Kind::Index {
             let index: ImageIndex = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("index {digest} is invalid: {e}"))?;
             for d in index.manifests() {
