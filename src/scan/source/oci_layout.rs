@@ -132,7 +132,7 @@ impl Walker {
         let Some(bytes) = self.fetch(&digest, &what) else {
             return;
         };
-        let kind = super::media::classify(&d.media_type().to_string(), &bytes);
+        let kind = super::media::classify(d.media_type().as_ref(), &bytes);
         if let Some(message) = super::media::refusal(&kind, &digest) {
             self.problem(what, message);
             return;
