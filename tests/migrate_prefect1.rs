@@ -323,8 +323,11 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
     );
     git.git(&["apply", "--check", p(&patches[0])]);
 
-    // apply; the 10th registration is stored but its answer lost
-    stub.state.lock().unwrap().fail_create_at = Some(10);
+    // apply; the 4th registration is stored and answered 500 (retried with its
+    // idempotency key: nothing twice), the 10th flow's (the 11th request) stored and
+    // answered with an error
+    stub.state.lock().unwrap().http_500_at = Some(4);
+    stub.state.lock().unwrap().fail_create_at = Some(11);
     let journal = out.join("journal.jsonl");
     let mut apply = base.to_vec();
     apply.push("--apply");

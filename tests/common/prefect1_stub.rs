@@ -25,8 +25,13 @@ pub struct State {
     pub registered: Vec<Value>,
     /// Registration requests seen (created or not).
     pub creates_seen: usize,
-    /// Answer HTTP 500 to this registration (1-based), after storing it.
+    /// Answer this registration (1-based) with a GraphQL error after storing it: the
+    /// write committed, the answer says it failed. Not a transport failure, so the
+    /// client does not send it again by itself; the next run must resume.
     pub fail_create_at: Option<usize>,
+    /// Answer HTTP 500 to this registration (1-based) after storing it: a client that
+    /// retries sends the same idempotency key and creates nothing twice.
+    pub http_500_at: Option<usize>,
     /// Problems found in requests (a test asserts this stays empty).
     pub bad_requests: Vec<String>,
 }
@@ -280,6 +285,9 @@ fn create(st: &mut State, input: &Value) -> (u16, Value) {
     st.idempotency.insert(group, key);
     st.registered.push(flow);
     if st.fail_create_at == Some(st.creates_seen) {
+        return (200, json!({"errors": [{"message": "internal error"}]}));
+    }
+    if st.http_500_at == Some(st.creates_seen) {
         return (500, json!({"errors": [{"message": "internal error"}]}));
     }
     (
