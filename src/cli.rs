@@ -534,6 +534,10 @@ fn scan_options(a: &ScanArgs) -> ScanOptions {
 }
 
 fn run_scan(inputs: &[Input], a: &ScanArgs) -> Result<ExitCode> {
+    // before the work: a scan of an hour must not end in "cannot write"
+    if a.output != Path::new("-") {
+        crate::output::check_file(&a.output)?;
+    }
     let (mut inv, stats) = scan::scan(inputs, &scan_options(a));
     if a.no_timestamp {
         inv.scanned_at = None;
@@ -568,33 +572,7 @@ fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
         std::io::stdout().write_all(text.as_bytes())?;
         return Ok(());
     }
-    // the document replaces a regular file only: never a symlink (or what it points
-    // to), a device (`-o /dev/null` as root would replace /dev/null) or a FIFO
-    if let Ok(m) = std::fs::symlink_metadata(path)
-        && !m.file_type().is_file()
-    {
-        anyhow::bail!(
-            "{} is not a regular file (a symlink, device, FIFO or folder): unsprawl writes documents only to regular files; use -o - for standard output",
-            path.display()
-        );
-    }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(text.as_bytes())?;
-    // a temp file is private (0600); the document is an ordinary file like any other
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    crate::output::write_file(path, text.as_bytes())?;
     Ok(())
 }
 

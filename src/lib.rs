@@ -10,6 +10,7 @@ pub mod flows;
 pub mod inventory;
 pub mod migrate;
 pub mod net;
+pub mod output;
 pub mod pickle;
 pub mod plan;
 pub mod provenance;

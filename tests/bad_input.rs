@@ -658,3 +658,63 @@ fn schema1_and_unknown_manifest_types_are_named_not_misread() {
     assert_eq!(inv.images.len(), 1, "only the good image");
     assert_eq!(inv.images[0].status, Status::Ok);
 }
+
+/// Outputs never go through what someone planted: a symlink where `report.md` goes is
+/// refused (its target untouched), a FIFO as the inventory is refused before the scan
+/// starts, and a `runtime-images/` folder the user made is never replaced.
+#[test]
+fn planted_symlinks_fifos_and_foreign_folders_are_never_written_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let oci = d.join("oci");
+    build_fixtures(&[], &["--oci", p(&oci)], &["team-a-flow-a"]);
+    let inv = d.join("inv.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&inv)]);
+    let victim = d.join("victim.txt");
+    std::fs::write(&victim, "keep me").unwrap();
+    let report = d.join("report");
+    std::fs::create_dir_all(&report).unwrap();
+    std::os::unix::fs::symlink(&victim, report.join("report.md")).unwrap();
+    let o = unsprawl(&["report", p(&inv), "-o", p(&report)]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{err}");
+    assert!(err.contains("report.md is not a regular file"), "{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+
+    let fifo = d.join("inventory.fifo");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = unsprawl(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&fifo)]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success() && err.contains("is not a regular file"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("distinct layers"),
+        "refused before scanning: {err}"
+    );
+
+    let plan_dir = d.join("plan");
+    std::fs::create_dir_all(plan_dir.join("runtime-images")).unwrap();
+    std::fs::write(plan_dir.join("runtime-images/mine.txt"), "mine").unwrap();
+    let o = unsprawl(&[
+        "plan",
+        p(&inv),
+        "--image-registry",
+        "registry.local:5000/p",
+        "-o",
+        p(&plan_dir.join("plan.json")),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(
+        !o.status.success() && err.contains("was not written by unsprawl"),
+        "{err}"
+    );
+    assert!(plan_dir.join("runtime-images/mine.txt").exists());
+}

@@ -373,35 +373,30 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
     // checked before anything is written: the per-flow folder is replaced whole, so
     // only when unsprawl wrote it (its marker says so)
     let sub = dir.join(&m.target);
-    if sub.exists() && !sub.join(super::plan::MARKER).exists() {
-        bail!(
-            "{} exists and was not written by unsprawl; move it away or choose another -o",
-            sub.display()
-        );
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    crate::output::check_folder(&sub)?;
     super::write_json(&dir.join("migration.json"), m)?;
-    std::fs::write(dir.join("diff.md"), migrate::diff::markdown(m))
-        .with_context(|| format!("cannot write {}", dir.join("diff.md").display()))?;
+    crate::output::write_file(&dir.join("diff.md"), migrate::diff::markdown(m).as_bytes())?;
     let ready: Vec<&migrate::Item> = m
         .items
         .iter()
         .filter(|i| i.status == Status::Ready)
         .collect();
-    // only verified flows get documents: a refused flow is never written anywhere. The
-    // folder is replaced whole, but only when unsprawl wrote it (its marker says so)
-    let sub = dir.join(&m.target);
-    if sub.exists() {
-        std::fs::remove_dir_all(&sub).with_context(|| format!("cannot clear {}", sub.display()))?;
-    }
-    if ready.is_empty() {
-        return Ok(());
-    }
-    std::fs::create_dir_all(&sub).with_context(|| format!("cannot create {}", sub.display()))?;
-    std::fs::write(
-        sub.join(super::plan::MARKER),
-        "Written by `unsprawl migrate`; replaced by the next migration written here.\n",
-    )?;
+    // only verified flows get documents: a refused flow is never written anywhere
+    crate::output::replace_folder(
+        &sub,
+        "Written by `unsprawl migrate`; replaced by the next migration written here.",
+        |staging| -> Result<bool> {
+            if ready.is_empty() {
+                return Ok(false);
+            }
+            write_flow_documents(m, &ready, staging)?;
+            Ok(true)
+        },
+    )
+}
+
+/// One document per ready flow (and the whole set), in the per-target folder.
+fn write_flow_documents(m: &Migration, ready: &[&migrate::Item], sub: &Path) -> Result<()> {
     // one file per flow, whatever the names: a repeated slug gets a counter
     let mut taken = std::collections::HashSet::new();
     let slugs: Vec<String> = ready
@@ -429,9 +424,7 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
             flows.push(flow.clone());
             if let Some(patch) = &it.source_patch {
                 let p = sub.join("source-patches").join(format!("{}.patch", slug));
-                std::fs::create_dir_all(p.parent().expect("a folder"))?;
-                std::fs::write(&p, patch)
-                    .with_context(|| format!("cannot write {}", p.display()))?;
+                crate::output::write_file(&p, patch.as_bytes())?;
             }
         }
         super::write_json(
@@ -452,11 +445,11 @@ pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
         }
         let yaml = serde_norway::to_string(&json!({"deployments": deployments}))
             .context("cannot write prefect.yaml")?;
-        std::fs::write(
-            sub.join("prefect.yaml"),
-            format!("# unsprawl migrate: the deployments' new pull steps and images\n{yaml}"),
-        )
-        .context("cannot write prefect.yaml")?;
+        crate::output::write_file(
+            &sub.join("prefect.yaml"),
+            format!("# unsprawl migrate: the deployments' new pull steps and images\n{yaml}")
+                .as_bytes(),
+        )?;
     }
     Ok(())
 }

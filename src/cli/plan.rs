@@ -159,39 +159,28 @@ pub(super) fn plan_inputs(
     Ok(inputs)
 }
 
-pub(super) const MARKER: &str = ".unsprawl-generated";
-
 /// The plan document and its files. `runtime-images/` is replaced whole, but only when
-/// unsprawl made it (a marker file says so): a plan never deletes a folder it did not write.
+/// unsprawl made it (its marker says so), and only once the new one is complete: a plan
+/// never deletes a folder it did not write, and a full disk leaves the old one intact.
 pub(super) fn write_plan(solved: &plan::Solved, output: &Path) -> Result<()> {
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let images_dir = dir.join("runtime-images");
-    if images_dir.exists() {
-        if !images_dir.join(MARKER).exists() {
-            anyhow::bail!(
-                "{} exists and was not written by unsprawl; move it away or choose another -o",
-                images_dir.display()
-            );
-        }
-        std::fs::remove_dir_all(&images_dir)
-            .with_context(|| format!("cannot clear {}", images_dir.display()))?;
-    }
-    std::fs::create_dir_all(&images_dir)
-        .with_context(|| format!("cannot create {}", images_dir.display()))?;
-    std::fs::write(
-        images_dir.join(MARKER),
-        "Written by `unsprawl plan`; replaced by the next plan written here.\n",
+    crate::output::check_file(output)?;
+    crate::output::replace_folder(
+        &dir.join("runtime-images"),
+        "Written by `unsprawl plan`; replaced by the next plan written here.",
+        |staging| -> Result<bool> {
+            for (rel, text) in &solved.files {
+                let inside = Path::new(rel)
+                    .strip_prefix("runtime-images")
+                    .with_context(|| format!("{rel} is not under runtime-images/"))?;
+                crate::output::write_file(&staging.join(inside), text.as_bytes())?;
+            }
+            Ok(true)
+        },
     )?;
-    for (rel, text) in &solved.files {
-        let path = dir.join(rel);
-        if let Some(p) = path.parent() {
-            std::fs::create_dir_all(p)?;
-        }
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
-    }
     super::write_json(output, &solved.plan)
 }
 

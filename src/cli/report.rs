@@ -187,7 +187,7 @@ pub(super) fn write_report(r: &Report, dir: &Path, formats: &[Format]) -> Result
             Format::Csv => ("images.csv", render::csv(r)?),
         };
         let path = dir.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        crate::output::write_file(&path, text.as_bytes())?;
         written.push(path.display().to_string());
     }
     Ok(written)
