@@ -146,8 +146,8 @@ pub struct Expected {
     pub stored_bytes: u64,
     /// Hash the uncompressed stream even when the layer is compressed.
     pub verify_diff_id: bool,
-    /// The blob source verifies `digest` itself (a registry stream through oci-client
-    /// fails at its end on a mismatch), so it is not hashed twice.
+    /// The blob source verifies `digest` itself (a registry blob reader hashes what
+    /// passes and fails at its end on a mismatch), so it is not hashed twice.
     pub digest_checked_by_source: bool,
 }
 
