@@ -32,7 +32,7 @@ fn mutate(seed: &[u8], edits: &[(u16, u8)], cut: u16) -> Vec<u8> {
             b[i] = v;
         }
     }
-    if (cut as usize) < b.len() && cut % 3 == 0 {
+    if (cut as usize) < b.len() && cut.is_multiple_of(3) {
         b.truncate(cut as usize);
     }
     b
