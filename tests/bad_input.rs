@@ -367,13 +367,7 @@ fn unusable_arguments_exit_2_with_a_message() {
     let link = tmp.path().join("inventory.json");
     std::os::unix::fs::symlink(&precious, &link).unwrap();
     let fifo = tmp.path().join("fifo.json");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     for target in [&link, &fifo] {
         let o = unsprawl(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(target)]);
         assert_eq!(o.status.code(), Some(2), "{}", p(target));
@@ -520,13 +514,7 @@ fn a_killed_scan_leaves_no_temporary_file_behind_for_long() {
     gz.write_all(&std::fs::read(&tar).unwrap()).unwrap();
     let gz = gz.finish().unwrap();
     let fifo = tmp.path().join("save.tar.gz");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let cache = tmp.path().join("cache");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"))
         .args(["scan", "archive", p(&fifo), "--cache-dir", p(&cache), "-o"])
@@ -682,13 +670,7 @@ fn planted_symlinks_fifos_and_foreign_folders_are_never_written_through() {
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
 
     let fifo = d.join("inventory.fifo");
-    assert!(
-        std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap()
-            .success()
-    );
+    mkfifo(&fifo);
     let o = unsprawl(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&fifo)]);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     assert!(

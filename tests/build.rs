@@ -1470,3 +1470,48 @@ fn a_docker_storage_flow_keeps_its_env_files_and_apt_package() {
     );
     assert_eq!(doc["flows"][0]["run_config"]["image"], name.as_str());
 }
+
+/// A plan whose runtime image name is no image reference (a damaged or hostile plan):
+/// migrate refuses every flow on it, saying so, before it looks for the image.
+#[test]
+fn a_runtime_image_name_that_is_no_reference_is_never_ready() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    ok(&["demo", "-o", p(&out)]);
+    let plan_path = out.join("plan.json");
+    let text = std::fs::read_to_string(&plan_path).unwrap();
+    let name = json(&plan_path)["runtime_images"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = name.replace("unsprawl-demo/runtime", "unsprawl-demo/RUNTIME");
+    std::fs::write(&plan_path, text.replace(&name, &bad)).unwrap();
+    let o = clean_command(&[
+        "migrate",
+        p(&plan_path),
+        "--runtime-images",
+        p(&out.join("runtime-images.oci")),
+        "--repo-host",
+        "git.example.com",
+        "--repo",
+        "platform/flows",
+        "--flows-repo",
+        p(&out.join("flows-repo")),
+        "--ref-from",
+        "branch=main",
+        "--export",
+        "fixtures/prefect1/export.graphql.json",
+        "-o",
+        p(&tmp.path().join("migration")),
+    ])
+    .output()
+    .unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "✗ runtime-image: {bad:?} is not a valid image reference"
+        )),
+        "{err}"
+    );
+}

@@ -51,6 +51,48 @@ fn all_deployments(server: &Server) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// Fixture images (`images`, from `fixtures/images` and `spec_dirs`) scanned, the
+/// deployments `api` serves linked with the flows repository, planned for
+/// `registry.local:5000/prefect` and built with `--base-from members`, all under `d`:
+/// the plan and the built layout.
+fn plan_and_build(
+    d: &std::path::Path,
+    api: &str,
+    git: &GitRepo,
+    spec_dirs: &[&str],
+    images: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let oci = d.join("oci");
+    build_fixtures(spec_dirs, &["--oci", p(&oci)], images);
+    let imgs = d.join("images.json");
+    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
+    let inv = d.join("inventory.json");
+    ok(&[
+        "scan",
+        "prefect",
+        "--api",
+        api,
+        "--images",
+        p(&imgs),
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(&inv),
+    ]);
+    let plan = d.join("plan.json");
+    ok(&[
+        "plan",
+        "--image-registry",
+        "registry.local:5000/prefect",
+        p(&inv),
+        "-o",
+        p(&plan),
+    ]);
+    let built = d.join("runtime.oci");
+    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
+    (plan, built)
+}
+
 #[test]
 fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     let server = Server::start();
@@ -601,9 +643,11 @@ fn image_env_is_carried_into_job_variables_and_a_baked_secret_is_refused_unprint
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     let oci = d.join("oci");
-    build_fixtures(
+    let (plan, built) = plan_and_build(
+        d,
+        &server.api,
+        &git,
         &["fixtures/parity", "fixtures/fetch"],
-        &["--oci", p(&oci)],
         &[
             "team-e-secrets",
             "team-f-libpq",
@@ -611,32 +655,6 @@ fn image_env_is_carried_into_job_variables_and_a_baked_secret_is_refused_unprint
             "platform-git",
         ],
     );
-    let imgs = d.join("images.json");
-    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
-    let inv = d.join("inventory.json");
-    ok(&[
-        "scan",
-        "prefect",
-        "--api",
-        &server.api,
-        "--images",
-        p(&imgs),
-        "--flows-repo",
-        p(git.path()),
-        "-o",
-        p(&inv),
-    ]);
-    let plan = d.join("plan.json");
-    ok(&[
-        "plan",
-        "--image-registry",
-        "registry.local:5000/prefect",
-        p(&inv),
-        "-o",
-        p(&plan),
-    ]);
-    let built = d.join("runtime.oci");
-    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
     let out = d.join("migration");
     let o = run(&[
         "migrate",
@@ -759,38 +777,13 @@ fn apply_through_resets_503s_and_lost_answers_writes_each_deployment_once() {
 
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    let oci = d.join("oci");
-    build_fixtures(
+    let (plan, built) = plan_and_build(
+        d,
+        &api,
+        &git,
         &["fixtures/fetch"],
-        &["--oci", p(&oci)],
         &["team-d-etl-prefect3", "platform-git"],
     );
-    let imgs = d.join("images.json");
-    ok(&["scan", "oci-dir", p(&oci), "--no-cache", "-o", p(&imgs)]);
-    let inv = d.join("inventory.json");
-    ok(&[
-        "scan",
-        "prefect",
-        "--api",
-        &api,
-        "--images",
-        p(&imgs),
-        "--flows-repo",
-        p(git.path()),
-        "-o",
-        p(&inv),
-    ]);
-    let plan = d.join("plan.json");
-    ok(&[
-        "plan",
-        "--image-registry",
-        "registry.local:5000/prefect",
-        p(&inv),
-        "-o",
-        p(&plan),
-    ]);
-    let built = d.join("runtime.oci");
-    ok(&["build", p(&plan), "-o", p(&built), "--base-from", "members"]);
     let out = d.join("migration");
     let o = run(&[
         "migrate",

@@ -30,6 +30,42 @@ pub enum Content {
     Symlink { target: String },
 }
 
+impl Content {
+    /// What identifies it: the file's SHA-256, or where the symlink points.
+    pub fn digest(&self) -> String {
+        match self {
+            Content::File { data, .. } => crate::scan::source::sha256_digest(data),
+            Content::Symlink { target } => format!("symlink to {target}"),
+        }
+    }
+}
+
+/// The folders (or files) Docker storage's `files=` copied into a flow's image, as image
+/// paths without the leading `/`; empty when it copied none.
+pub fn copied_in(flow: &crate::inventory::Flow) -> Vec<String> {
+    flow.requirement
+        .as_ref()
+        .map(|r| {
+            r.parity
+                .files
+                .iter()
+                .map(|d| d.trim_matches('/').to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A [`stream`] filter: the paths at or under any of `roots`.
+pub fn under(roots: &[String]) -> impl Fn(&str) -> bool + '_ {
+    move |p: &str| {
+        roots.iter().any(|r| {
+            p == r
+                || p.strip_prefix(r.as_str())
+                    .is_some_and(|x| x.starts_with('/'))
+        })
+    }
+}
+
 /// What one distribution brings: its files by path relative to `site-packages` (RECORD's
 /// own form, so `../../../bin/tool` for a console script).
 #[derive(Debug, Clone)]

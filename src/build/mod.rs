@@ -689,14 +689,10 @@ fn storage_files(
         .iter()
         .filter(|f| rt.members.binary_search(&f.key).is_ok())
     {
-        let Some(dests) = flow
-            .requirement
-            .as_ref()
-            .map(|r| &r.parity.files)
-            .filter(|f| !f.is_empty())
-        else {
+        let roots = harvest::copied_in(flow);
+        if roots.is_empty() {
             continue;
-        };
+        }
         let Some(img) = flow
             .link
             .image_id
@@ -705,22 +701,13 @@ fn storage_files(
         else {
             continue;
         };
-        let roots: Vec<String> = dests
-            .iter()
-            .map(|d| d.trim_matches('/').to_string())
-            .collect();
         let (found, facts) = opened(sources, img, opts, rt)?;
-        let got = harvest::stream(&label(img), &found, &facts, &|p: &str| {
-            roots.iter().any(|r| {
-                p == r
-                    || p.strip_prefix(r.as_str())
-                        .is_some_and(|x| x.starts_with('/'))
-            })
-        })
-        .map_err(|source| BuildError::Harvest {
-            image: rt.name.clone(),
-            source: Box::new(source),
-        })?;
+        let got = harvest::stream(&label(img), &found, &facts, &harvest::under(&roots)).map_err(
+            |source| BuildError::Harvest {
+                image: rt.name.clone(),
+                source: Box::new(source),
+            },
+        )?;
         for r in &roots {
             if !got
                 .keys()
@@ -754,14 +741,10 @@ fn storage_files(
     }
     let mut files = BTreeMap::new();
     for (path, (content, from)) in out {
-        let digest = match &content {
-            harvest::Content::File { data, .. } => crate::scan::source::sha256_digest(data),
-            harvest::Content::Symlink { target } => format!("symlink to {target}"),
-        };
         record.push(AdditionSource {
             kind: "file".into(),
             name: format!("/{path}"),
-            version: digest,
+            version: content.digest(),
             from,
         });
         files.insert(path, content);

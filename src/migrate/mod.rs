@@ -621,13 +621,22 @@ fn check_token_secret(item: &mut Item, target: &str, inp: &Inputs<'_>) {
 
 /// The runtime image exists, is the one planned, and provides what this flow imports.
 fn check_runtime_image(item: &mut Item, flow: &Flow, seen: &runtime_image::Verdicts) {
-    let result = match seen.get(&item.runtime_image) {
-        None => Err(format!(
+    // a name no container runtime can pull is never ready, whatever a layout calls it
+    let reference = item
+        .runtime_image
+        .parse::<oci_client::Reference>()
+        .map_err(|e| e.to_string());
+    let result = match (reference, seen.get(&item.runtime_image)) {
+        (Err(e), _) => Err(format!(
+            "{:?} is not a valid image reference ({e}): the plan is damaged or hostile; plan again",
+            item.runtime_image
+        )),
+        (Ok(_), None) => Err(format!(
             "{} was not looked at: nothing moves onto an image unsprawl has not seen",
             item.runtime_image
         )),
-        Some(Err(e)) => Err(e.clone()),
-        Some(Ok(s)) => {
+        (Ok(_), Some(Err(e))) => Err(e.clone()),
+        (Ok(_), Some(Ok(s))) => {
             let python = flow.requirement.as_ref().and_then(|r| r.python.as_deref());
             let missing: Vec<&str> = flow
                 .requirement

@@ -101,7 +101,7 @@ pub fn carried_files(
     seen: &Verdicts,
     access: &crate::build::source::Access,
 ) -> HashMap<String, Result<String, String>> {
-    use crate::build::harvest::{Content, stream};
+    use crate::build::harvest::{copied_in, stream, under};
     use crate::build::source::{Sources, label};
     let mut sources = Sources::default();
     let mut read = |img: &Image, roots: &[String]| -> Result<BTreeMap<String, String>, String> {
@@ -109,42 +109,19 @@ pub fn carried_files(
         let facts = sources
             .facts(img, &found, access)
             .map_err(|e| e.to_string())?;
-        let got = stream(&label(img), &found, &facts, &|p: &str| {
-            roots.iter().any(|r| {
-                p == r
-                    || p.strip_prefix(r.as_str())
-                        .is_some_and(|x| x.starts_with('/'))
-            })
-        })
-        .map_err(|e| e.to_string())?;
-        Ok(got
-            .into_iter()
-            .map(|(p, c)| {
-                let d = match c {
-                    Content::File { data, .. } => crate::scan::source::sha256_digest(&data),
-                    Content::Symlink { target } => format!("symlink to {target}"),
-                };
-                (p, d)
-            })
-            .collect())
+        let got = stream(&label(img), &found, &facts, &under(roots)).map_err(|e| e.to_string())?;
+        Ok(got.into_iter().map(|(p, c)| (p, c.digest())).collect())
     };
     let mut out = HashMap::new();
     for placement in &plan.flows {
         let Some(flow) = inv.flows.iter().find(|f| f.key == placement.flow) else {
             continue;
         };
-        let Some(dests) = flow
-            .requirement
-            .as_ref()
-            .map(|r| &r.parity.files)
-            .filter(|f| !f.is_empty())
-        else {
+        let roots = copied_in(flow);
+        if roots.is_empty() {
             continue;
-        };
-        let roots: Vec<String> = dests
-            .iter()
-            .map(|d| d.trim_matches('/').to_string())
-            .collect();
+        }
+        let dests: Vec<String> = roots.iter().map(|r| format!("/{r}")).collect();
         let verdict = (|| {
             let old = flow
                 .link

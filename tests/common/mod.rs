@@ -68,3 +68,16 @@ pub fn image<'a>(inv: &'a Inventory, reference: &str) -> &'a Image {
 pub fn p(path: &Path) -> &str {
     path.to_str().expect("temp paths are UTF-8")
 }
+
+/// A named pipe at `path` (with the system's `mkfifo`).
+pub fn mkfifo(path: &Path) {
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .expect("mkfifo runs")
+            .success(),
+        "mkfifo {}",
+        path.display()
+    );
+}

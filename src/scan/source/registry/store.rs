@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use futures_util::TryStreamExt;
 use reqwest::{Method, StatusCode};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
 use super::http::{Attempt, Http, HttpError};
 use crate::net::Transient;
@@ -40,6 +40,37 @@ pub struct RepoStore {
     pub known: Mutex<HashMap<String, (u64, String)>>,
 }
 
+/// The digest's own algorithm (OCI allows sha512 beside sha256).
+#[derive(Clone)]
+enum Hasher {
+    Sha256(Sha256),
+    Sha512(Sha512),
+}
+
+impl Hasher {
+    fn for_digest(digest: &str) -> Hasher {
+        if digest.starts_with("sha512:") {
+            Hasher::Sha512(Sha512::new())
+        } else {
+            Hasher::Sha256(Sha256::new())
+        }
+    }
+
+    fn update(&mut self, b: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(b),
+            Hasher::Sha512(h) => h.update(b),
+        }
+    }
+
+    fn digest(&self) -> String {
+        match self.clone() {
+            Hasher::Sha256(h) => format!("sha256:{}", hex::encode(h.finalize())),
+            Hasher::Sha512(h) => format!("sha512:{}", hex::encode(h.finalize())),
+        }
+    }
+}
+
 type Body = tokio_util::io::SyncIoBridge<
     tokio_util::io::StreamReader<
         std::pin::Pin<Box<dyn futures_util::Stream<Item = io::Result<bytes::Bytes>> + Send>>,
@@ -59,7 +90,7 @@ pub struct BlobReader<'a> {
     body: Option<Body>,
     /// Bytes handed to the consumer (and hashed).
     delivered: u64,
-    hasher: Sha256,
+    hasher: Hasher,
     /// A whole blob sent again where a range was asked for: bytes to drop first.
     skip: u64,
     /// Throughput since `window_start`.
@@ -94,7 +125,7 @@ impl RepoStore {
             attempt: http.attempt(),
             body: None,
             delivered: 0,
-            hasher: Sha256::new(),
+            hasher: Hasher::for_digest(digest),
             skip: 0,
             window_start: Instant::now(),
             window_bytes: 0,
@@ -195,7 +226,7 @@ impl BlobReader<'_> {
             ))?;
             return Ok(false);
         }
-        let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+        let got = self.hasher.digest();
         if got != self.digest {
             return Err(self.error(format!(
                 "digest mismatch: the registry sent {} bytes hashing to {got}",
