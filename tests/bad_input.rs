@@ -137,6 +137,23 @@ fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
         !names.contains(&"requests") && names.contains(&"idna"),
         "{names:?}"
     );
+    // a METADATA hard-linked to a file in a lower layer: read through the link, once
+    let linked = image(&inv, "bad/hardlink-metadata:1");
+    assert_eq!(linked.status, Status::Ok, "{}", problems(linked));
+    let dists = &linked.contents.as_ref().unwrap().python.distributions;
+    let d = dists
+        .iter()
+        .find(|d| d.name == "linked")
+        .expect("kept through the link");
+    assert_eq!(
+        (d.version.as_str(), d.location.as_str()),
+        ("1.0", "/usr/local/lib/python3.11/site-packages")
+    );
+    assert_eq!(
+        dists.iter().filter(|d| d.name == "linked").count(),
+        1,
+        "the target is no distribution"
+    );
     // a 60 MB METADATA: its header block is read, the long description is not
     let huge = image(&inv, "bad/huge-metadata:1");
     assert_eq!(huge.status, Status::Ok, "{}", problems(huge));

@@ -394,6 +394,23 @@ pub fn analyse(
     expected: &Expected,
     limits: &Limits,
 ) -> Result<LayerFacts, LayerError> {
+    analyse_also(blob, expected, limits, &BTreeMap::new())
+}
+
+/// Whether the analysis reads a file at this path.
+pub fn is_read(path: &str) -> bool {
+    classify(path).is_some()
+}
+
+/// [`analyse`], also reading the files at `also`'s keys as if they were at the paths it
+/// maps them to: the targets of hard links in an upper layer (a `METADATA` linked to a
+/// file below it), whose own paths are not ones the analysis reads.
+pub fn analyse_also(
+    blob: impl Read,
+    expected: &Expected,
+    limits: &Limits,
+    also: &BTreeMap<String, String>,
+) -> Result<LayerFacts, LayerError> {
     let stored = Hashing::new(
         blob,
         expected.digest.is_some() && !expected.digest_checked_by_source,
@@ -432,7 +449,7 @@ pub fn analyse(
         whiteouts: Vec::new(),
         opaque_dirs: Vec::new(),
     };
-    let walked = walk_entries(&mut archive, &mut facts, limits);
+    let walked = walk_entries(&mut archive, &mut facts, limits, also);
 
     // Drain what follows the tar's end-of-archive blocks so both digests cover every byte.
     let mut rest = archive.into_inner();
@@ -487,6 +504,7 @@ fn walk_entries<R: Read>(
     archive: &mut tar::Archive<R>,
     facts: &mut LayerFacts,
     limits: &Limits,
+    also: &BTreeMap<String, String>,
 ) -> Result<(), LayerError> {
     for entry in archive.entries().map_err(corrupt)? {
         let mut entry = entry.map_err(corrupt)?;
@@ -509,8 +527,16 @@ fn walk_entries<R: Read>(
             }
             continue;
         }
-        let Some(interest) = classify(&path) else {
-            continue;
+        // a hard link's target below is read as what the link's path is
+        let (interest, as_path) = match classify(&path) {
+            Some(i) => (i, path.clone()),
+            None => match also
+                .get(&path)
+                .and_then(|link| Some((classify(link)?, link)))
+            {
+                Some((i, link)) if entry.header().entry_type().is_file() => (i, link.clone()),
+                _ => continue,
+            },
         };
         let kind = entry.header().entry_type();
         let fact = if kind.is_symlink() || kind.is_hard_link() {
@@ -538,7 +564,7 @@ fn walk_entries<R: Read>(
                 mode: entry.header().mode().unwrap_or(0) & 0o7777,
             }
         } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            read_fact(&mut entry, &path, interest, limits)?
+            read_fact(&mut entry, &as_path, interest, limits)?
         } else {
             continue;
         };

@@ -197,6 +197,7 @@ fn job_key(l: &source::LayerRef, diff_id: &str) -> String {
 }
 
 /// A layer to read: where its blob is and what it must hash to.
+#[derive(Clone)]
 struct LayerJob {
     store: Arc<dyn BlobStore>,
     key: String,
@@ -378,6 +379,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     stats.unique_layers = jobs.len();
     let mut facts: HashMap<String, Result<LayerFacts, String>> = HashMap::new();
     let mut todo = Vec::new();
+    let every_job = jobs.clone();
     for (key, job) in jobs {
         let cached = cache.as_ref().and_then(|c| {
             c.get_by_diff_id(&job.expected.diff_id).or_else(|| {
@@ -442,6 +444,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     };
     bar.finish();
     facts.extend(analysed);
+    read_link_targets(&by_id, &every_job, &mut facts, cache.as_ref(), opts);
 
     let images: Vec<Image> = by_id.into_values().map(|r| assemble(r, &facts)).collect();
     stats.images = images.len();
@@ -451,6 +454,65 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     inv.scanned_at =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     (inv, stats)
+}
+
+/// Hard links at paths the analysis reads (a `METADATA`) whose targets are files it did
+/// not read where they were written (a lower layer, or earlier in the same one): read the
+/// layers at and below each such link again, also reading those targets, and keep the
+/// new facts (cached, so a warm re-scan does not read them again). Rare: ordinary images
+/// have none, and then nothing is read twice.
+fn read_link_targets(
+    by_id: &BTreeMap<String, Resolved>,
+    jobs: &BTreeMap<String, LayerJob>,
+    facts: &mut HashMap<String, Result<LayerFacts, String>>,
+    cache: Option<&LayerCache>,
+    opts: &ScanOptions,
+) {
+    let mut also: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    for r in by_id.values() {
+        let (Some(c), Some(f)) = (&r.config, r.found.first()) else {
+            continue;
+        };
+        let keys: Vec<String> = f
+            .layers
+            .iter()
+            .zip(&c.diff_ids)
+            .map(|(l, d)| job_key(l, d))
+            .collect();
+        let Some(layer_facts) = keys
+            .iter()
+            .map(|k| facts.get(k).and_then(|x| x.as_ref().ok()))
+            .collect::<Option<Vec<&LayerFacts>>>()
+        else {
+            continue;
+        };
+        for (at, target, link) in squash::dangling_links(&layer_facts) {
+            for k in &keys[..=at] {
+                also.entry(k.clone())
+                    .or_default()
+                    .insert(target.clone(), link.clone());
+            }
+        }
+    }
+    for (key, wants) in also {
+        let Some(job) = jobs.get(&key) else { continue };
+        let again = job
+            .store
+            .open(&job.key)
+            .map_err(|source| layer::LayerError::Open {
+                blob: job.key.clone(),
+                source,
+            })
+            .and_then(|blob| layer::analyse_also(blob, &job.expected, &opts.limits, &wants));
+        if let Ok(f) = again {
+            if let Some(c) = cache
+                && let Err(e) = c.put(job.expected.digest.as_deref(), &f)
+            {
+                eprintln!("warning: cannot write layer cache entry: {e}");
+            }
+            facts.insert(key, Ok(f));
+        }
+    }
 }
 
 /// Build one inventory image from its config and its layers' facts.

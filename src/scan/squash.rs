@@ -78,6 +78,24 @@ fn resolve<'a>(
     Err(format!("{path}: too many levels of links"))
 }
 
+/// Hard links at paths the analysis reads whose targets have no facts: `(the link's
+/// layer, target, link path)`. The target is a file the analysis did not read where it
+/// was written (a `METADATA` linked to `opt/blob`), so the layers at and below the link
+/// must be read again for it ([`super::layer::analyse_also`]).
+pub fn dangling_links(layers: &[&LayerFacts]) -> Vec<(usize, String, String)> {
+    let view = build_view(layers);
+    let mut out = vec![];
+    for (&path, &(layer, fact)) in &view {
+        if let FileFact::Hardlink { target } = fact
+            && super::layer::is_read(path)
+            && !view.contains_key(target.as_str())
+        {
+            out.push((layer, target.clone(), path.to_string()));
+        }
+    }
+    out
+}
+
 /// The image's contents from its layers (bottom first) and its config's environment.
 pub fn squash(layers: &[&LayerFacts], env: &BTreeMap<String, String>) -> (Contents, Vec<Problem>) {
     let view = build_view(layers);
@@ -87,6 +105,11 @@ pub fn squash(layers: &[&LayerFacts], env: &BTreeMap<String, String>) -> (Conten
     // Resolve every visible path once; links that lead nowhere are problems.
     let mut files: BTreeMap<&str, (usize, &FileFact)> = BTreeMap::new();
     for (&path, &(layer, _)) in &view {
+        // a hard link's target read for the link (`opt/blob` for a METADATA) counts only
+        // through the link, never as a file of its own
+        if !super::layer::is_read(path) {
+            continue;
+        }
         match resolve(&view, path) {
             Ok(Some((_, l, fact))) => {
                 files.insert(path, (l, fact));
