@@ -458,6 +458,13 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
     };
     let mut by_host: Vec<RegistryInput> = Vec::new();
     for t in targets {
+        // `http://host` as crane and curl users write it: plain HTTP for that host
+        let (t, plain) = match (t.strip_prefix("http://"), t.strip_prefix("https://")) {
+            (Some(rest), _) => (rest.trim_end_matches('/').to_string(), true),
+            (_, Some(rest)) => (rest.trim_end_matches('/').to_string(), false),
+            _ => (t.trim_end_matches('/').to_string(), a.plain_http),
+        };
+        let t = &t;
         // `user:password@host` would carry a secret into logs and documents: refuse it,
         // naming only the host
         if let Some((_, rest)) = t.split('/').next().and_then(|h| h.rsplit_once('@')) {
@@ -469,6 +476,17 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
             Some((h, r)) => (h.to_string(), Some(r.to_string())),
             None => (t.clone(), None),
         };
+        // `python:3.11-slim` is an image of Docker Hub, not a registry host
+        let (name, port) = host.split_once(':').unwrap_or((&host, ""));
+        let is_host = name == "localhost"
+            || name.contains('.')
+            || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+        if !is_host {
+            anyhow::bail!(
+                "{t} is not a registry host (HOST[:PORT]) or an image of one (HOST[:PORT]/REPO:TAG): for a Docker Hub image name its registry, e.g. index.docker.io/{}{t}",
+                if t.contains('/') { "" } else { "library/" }
+            );
+        }
         let idx = match by_host.iter().position(|r| r.host == host) {
             Some(i) => i,
             None => {
@@ -476,7 +494,7 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
                 r.repos = repos.clone();
                 r.tag_glob = a.tag_glob.clone();
                 r.platform = platform.clone();
-                r.plain_http = a.plain_http;
+                r.plain_http = plain;
                 r.insecure = a.insecure;
                 r.concurrency = a.concurrency.max(1);
                 r.page_size = a.page_size;

@@ -671,3 +671,39 @@ fn planted_credentials_appear_in_no_output_log_cache_or_report() {
     }
     assert!(files >= 10, "{files} files looked at");
 }
+
+/// Registry arguments as crane and curl users write them: `http://HOST` is that host over
+/// plain HTTP (no `--plain-http` needed); a Docker Hub shorthand (`python:3.11-slim`) is
+/// refused with the spelling that names its registry.
+#[test]
+fn registry_arguments_with_a_scheme_or_a_docker_hub_shorthand() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(&reg.host(), &[], &["tools-alpine"], None);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |target: &str| {
+        Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+            .args(["scan", "registry", target, "--no-cache", "-o"])
+            .arg(tmp.path().join("inv.json"))
+            .current_dir(repo())
+            .env("DOCKER_CONFIG", tmp.path())
+            .output()
+            .unwrap()
+    };
+    let o = run(&format!("http://{}/", reg.host()));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = read_inventory(&tmp.path().join("inv.json"));
+    assert_eq!(inv.images.len(), 1);
+    assert!(
+        inv.images[0].references[0].starts_with(&format!("{}/", reg.host())),
+        "{:?}",
+        inv.images[0].references
+    );
+    let o = run("python:3.11-slim");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("python:3.11-slim is not a registry host")
+            && stderr(&o).contains("index.docker.io/library/python:3.11-slim"),
+        "{}",
+        stderr(&o)
+    );
+}
