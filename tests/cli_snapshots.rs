@@ -85,3 +85,78 @@ fn plan_explain() {
     assert!(out.status.success());
     insta::assert_snapshot!(String::from_utf8_lossy(&out.stdout));
 }
+
+/// `-o -` is standard output for every document, the same way: the report's JSON (or the
+/// one format named), the plan without its folder, the migration without its per-flow
+/// documents; nothing named `-` is created, and an apply, which must journal, refuses it.
+#[test]
+fn dash_is_standard_output_for_every_document() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    assert!(run_in(d, &["demo", "-o", "out"]).status.success());
+    let json = |o: &std::process::Output| -> serde_json::Value {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).expect("a JSON document on stdout")
+    };
+    let work = d.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let inv = d.join("out/inventory.json");
+    let inv = inv.to_str().unwrap();
+    let r = json(&run_in(
+        &work,
+        &["report", inv, "--no-timestamp", "-o", "-"],
+    ));
+    assert_eq!(r["schema"], "unsprawl/report/v2");
+    let md = run_in(&work, &["report", inv, "--format", "md", "-o", "-"]);
+    assert!(
+        String::from_utf8_lossy(&md.stdout).starts_with("## Image sprawl report"),
+        "markdown"
+    );
+    let two = run_in(&work, &["report", inv, "--format", "json,md", "-o", "-"]);
+    assert_eq!(two.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&two.stderr).contains("name one --format"));
+    let plan = json(&run_in(
+        &work,
+        &["plan", inv, "--image-registry", "localhost/x", "-o", "-"],
+    ));
+    assert_eq!(plan["schema"], "unsprawl/plan/v2");
+    let plan_path = d.join("out/plan.json");
+    let plan_path = plan_path.to_str().unwrap();
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
+            "migrate",
+            plan_path,
+            "--runtime-images",
+            "../out/runtime-images.oci",
+            "--repo-host",
+            "git.example.com",
+            "--repo",
+            "platform/flows",
+            "--flows-repo",
+            "../out/flows-repo",
+            "--ref-from",
+            "branch=main",
+            "--export",
+        ];
+        args.push(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/prefect1/export.graphql.json"
+        ));
+        args.extend(["-o", "-"]);
+        args.extend(extra);
+        run_in(&work, &args)
+    };
+    let m = migrate(&[]);
+    assert_eq!(m.status.code(), Some(1), "the demo refuses some flows");
+    let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
+    assert_eq!(m["schema"], "unsprawl/migration/v2");
+    let apply = migrate(&["--apply"]);
+    assert_eq!(apply.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&apply.stderr).contains("give -o a folder, not -"));
+    let left: Vec<_> = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing written here: {left:?}");
+}

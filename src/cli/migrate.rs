@@ -214,6 +214,9 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
             (Registrations::Prefect3(deps), api, Some(e))
         }
     };
+    if a.apply && a.output == Path::new("-") {
+        bail!("--apply journals every write in OUTPUT/journal.jsonl: give -o a folder, not -");
+    }
     if a.apply && endpoint.is_none() {
         bail!("--apply needs a server: pass --api URL (an --export file can only be read)");
     }
@@ -342,6 +345,12 @@ pub(super) fn migration_inputs(
     inventory: &Path,
     out_dir: &Path,
 ) -> Result<Vec<crate::provenance::Input>> {
+    // `-o -`: the document goes to standard output; paths are recorded from here
+    let out_dir = if out_dir == Path::new("-") {
+        Path::new(".")
+    } else {
+        out_dir
+    };
     std::fs::create_dir_all(out_dir)
         .with_context(|| format!("cannot create {}", out_dir.display()))?;
     Ok(vec![
@@ -370,6 +379,10 @@ fn slug(it: &migrate::Item) -> String {
 }
 
 pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
+    if dir == Path::new("-") {
+        // the migration document alone; the per-flow documents need a folder
+        return super::write_json(dir, m);
+    }
     // checked before anything is written: the per-flow folder is replaced whole, so
     // only when unsprawl wrote it (its marker says so)
     let sub = dir.join(&m.target);

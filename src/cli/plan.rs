@@ -163,6 +163,13 @@ pub(super) fn plan_inputs(
 /// unsprawl made it (its marker says so), and only once the new one is complete: a plan
 /// never deletes a folder it did not write, and a full disk leaves the old one intact.
 pub(super) fn write_plan(solved: &plan::Solved, output: &Path) -> Result<()> {
+    if output == Path::new("-") {
+        // the document alone: its Dockerfiles and requirements need a folder
+        eprintln!(
+            "plan: the plan goes to standard output; runtime-images/ is not written (give -o FILE for it)"
+        );
+        return super::write_json(output, &solved.plan);
+    }
     let dir = output
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -29,7 +29,8 @@ pub(super) struct ReportArgs {
         default_value = "json,md,html,csv"
     )]
     format: Vec<Format>,
-    /// The folder the files go to (default `reports/<today>/`).
+    /// The folder the files go to (default `reports/<today>/`); `-`: one document (the
+    /// JSON, or the one `--format` named) to standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
     /// Images created longer ago than this (before the inventory's scan) are stale.
@@ -130,8 +131,36 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
         },
     );
     let dir = a.output.clone().unwrap_or_else(today_dir);
-    r.inputs = report_inputs(&a.inventory, a.plan.as_deref(), a.previous.as_deref(), &dir)?;
-    let written = write_report(&r, &dir, &a.format)?;
+    let to_stdout = dir == Path::new("-");
+    let inputs_dir = if to_stdout {
+        PathBuf::from(".")
+    } else {
+        dir.clone()
+    };
+    r.inputs = report_inputs(
+        &a.inventory,
+        a.plan.as_deref(),
+        a.previous.as_deref(),
+        &inputs_dir,
+    )?;
+    let written = if to_stdout {
+        // one document to standard output: the JSON unless one other --format is named
+        let format = match a.format.as_slice() {
+            [one] => *one,
+            f if f == ALL_FORMATS => Format::Json,
+            _ => anyhow::bail!("-o - writes one document to standard output: name one --format"),
+        };
+        let text = match format {
+            Format::Json => serde_json::to_string_pretty(&r)? + "\n",
+            Format::Md => render::markdown(&r)?,
+            Format::Html => render::html(&r)?,
+            Format::Csv => render::csv(&r)?,
+        };
+        std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?;
+        vec!["standard output".to_string()]
+    } else {
+        write_report(&r, &dir, &a.format)?
+    };
     eprintln!(
         "report: {} images ({} tags, {} distinct layers), {} orphan, {} dangling, {} stale{} → {}",
         r.totals.images,
