@@ -375,25 +375,30 @@ impl Http {
                 q.append_pair("scope", scope);
             }
         }
-        let mut req = self.client.get(url.clone());
-        if let Some(c) = &self.credentials {
-            req = req.header(reqwest::header::AUTHORIZATION, c.basic_header());
-        }
-        self.count(&Method::GET);
-        let res = req.send().await.map_err(|e| HttpError::Unreachable {
-            url: url.to_string(),
-            message: without_url(&e),
+        // the token service is retried like every other request (it is a read)
+        let (status, body) = crate::net::call(&self.retry, || {
+            self.count(&Method::GET);
+            let req = self.client.get(url.clone());
+            match &self.credentials {
+                Some(c) => req.header(reqwest::header::AUTHORIZATION, c.basic_header()),
+                None => req,
+            }
+        })
+        .await
+        .map_err(|e| HttpError::Unreachable {
+            url: realm.to_string(),
+            message: e.to_string(),
         })?;
-        if res.status() == StatusCode::UNAUTHORIZED || res.status() == StatusCode::FORBIDDEN {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             return Err(HttpError::Unauthorized {
                 host: self.host.clone(),
                 detail: " (the token service said no)".into(),
             });
         }
-        if !res.status().is_success() {
+        if !status.is_success() {
             return Err(HttpError::Status {
                 url: realm.to_string(),
-                status: res.status().as_u16(),
+                status: status.as_u16(),
                 detail: " from the token service".into(),
             });
         }
@@ -402,10 +407,10 @@ impl Http {
             token: Option<String>,
             access_token: Option<String>,
         }
-        let t: Token = res.json().await.map_err(|e| HttpError::Status {
+        let t: Token = serde_json::from_str(&body).map_err(|e| HttpError::Status {
             url: realm.to_string(),
             status: 200,
-            detail: format!(": the token response is not JSON ({})", without_url(&e)),
+            detail: format!(": the token response is not JSON ({e})"),
         })?;
         t.token.or(t.access_token).ok_or_else(|| HttpError::Status {
             url: realm.to_string(),
