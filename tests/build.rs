@@ -109,6 +109,37 @@ fn norm(p: &str) -> String {
     parts.join("/")
 }
 
+/// `migrate` as a dry run from a Prefect 1 export onto the runtime images in `layout`,
+/// the flows' code at branch main of `flows_repo` (git.example.com/platform/flows).
+fn migrate_from_export(
+    plan: &Path,
+    layout: &Path,
+    flows_repo: &Path,
+    export: &str,
+    out: &Path,
+) -> std::process::Output {
+    clean_command(&[
+        "migrate",
+        p(plan),
+        "--runtime-images",
+        p(layout),
+        "--repo-host",
+        "git.example.com",
+        "--repo",
+        "platform/flows",
+        "--flows-repo",
+        p(flows_repo),
+        "--ref-from",
+        "branch=main",
+        "--export",
+        export,
+        "-o",
+        p(out),
+    ])
+    .output()
+    .unwrap()
+}
+
 /// Prefect 3 deployments on fixture images, planned: the images (specs from `fixtures/images`
 /// and `spec_dirs`) into `D/TAG.oci`, scanned; `deployments` (`name`, image reference),
 /// each running `/opt/prefect/flows/etl.py:etl`, written as a `prefect.yaml` and linked;
@@ -1230,26 +1261,13 @@ fn files_docker_storage_copied_in_are_carried_byte_for_byte() {
         ))
         .is_empty()
     );
-    let o = clean_command(&[
-        "migrate",
-        p(&out.join("plan.json")),
-        "--runtime-images",
-        p(&without),
-        "--repo-host",
-        "git.example.com",
-        "--repo",
-        "platform/flows",
-        "--flows-repo",
-        p(&out.join("flows-repo")),
-        "--ref-from",
-        "branch=main",
-        "--export",
+    let o = migrate_from_export(
+        &out.join("plan.json"),
+        &without,
+        &out.join("flows-repo"),
         "fixtures/prefect1/export.graphql.json",
-        "-o",
-        p(&tmp.path().join("forgot/migration")),
-    ])
-    .output()
-    .unwrap();
+        &tmp.path().join("forgot/migration"),
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert_eq!(
@@ -1420,26 +1438,7 @@ fn a_docker_storage_flow_keeps_its_env_files_and_apt_package() {
     );
 
     let out = d.join("migration");
-    let o = clean_command(&[
-        "migrate",
-        p(&plan_path),
-        "--runtime-images",
-        p(&layout),
-        "--repo-host",
-        "git.example.com",
-        "--repo",
-        "platform/flows",
-        "--flows-repo",
-        p(git.path()),
-        "--ref-from",
-        "branch=main",
-        "--export",
-        p(&export),
-        "-o",
-        p(&out),
-    ])
-    .output()
-    .unwrap();
+    let o = migrate_from_export(&plan_path, &layout, git.path(), p(&export), &out);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -1486,26 +1485,13 @@ fn a_runtime_image_name_that_is_no_reference_is_never_ready() {
         .to_string();
     let bad = name.replace("unsprawl-demo/runtime", "unsprawl-demo/RUNTIME");
     std::fs::write(&plan_path, text.replace(&name, &bad)).unwrap();
-    let o = clean_command(&[
-        "migrate",
-        p(&plan_path),
-        "--runtime-images",
-        p(&out.join("runtime-images.oci")),
-        "--repo-host",
-        "git.example.com",
-        "--repo",
-        "platform/flows",
-        "--flows-repo",
-        p(&out.join("flows-repo")),
-        "--ref-from",
-        "branch=main",
-        "--export",
+    let o = migrate_from_export(
+        &plan_path,
+        &out.join("runtime-images.oci"),
+        &out.join("flows-repo"),
         "fixtures/prefect1/export.graphql.json",
-        "-o",
-        p(&tmp.path().join("migration")),
-    ])
-    .output()
-    .unwrap();
+        &tmp.path().join("migration"),
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(
