@@ -154,6 +154,14 @@ fn each_broken_image_gets_its_own_error_and_the_rest_are_analysed() {
         1,
         "the target is no distribution"
     );
+    // a METADATA hard-linked to nothing: named, the rest of the image analysed
+    let ghost = image(&inv, "bad/hardlink-nowhere:1");
+    assert_eq!(ghost.status, Status::Partial, "{}", problems(ghost));
+    assert!(
+        problems(ghost).contains("/usr/local/lib/python3.11/site-packages/ghost-1.0.dist-info/METADATA | it is a hard link to /opt/gone, which no layer at or below it holds"),
+        "{}",
+        problems(ghost)
+    );
     // a 60 MB METADATA: its header block is read, the long description is not
     let huge = image(&inv, "bad/huge-metadata:1");
     assert_eq!(huge.status, Status::Ok, "{}", problems(huge));

@@ -469,6 +469,8 @@ fn read_link_targets(
     opts: &ScanOptions,
 ) {
     let mut also: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+    // (the link's layer, the layers at and below it, target)
+    let mut asked: Vec<(String, Vec<String>, String)> = vec![];
     for r in by_id.values() {
         let (Some(c), Some(f)) = (&r.config, r.found.first()) else {
             continue;
@@ -492,6 +494,7 @@ fn read_link_targets(
                     .or_default()
                     .insert(target.clone(), link.clone());
             }
+            asked.push((keys[at].clone(), keys[..=at].to_vec(), target));
         }
     }
     for (key, wants) in also {
@@ -511,6 +514,34 @@ fn read_link_targets(
                 eprintln!("warning: cannot write layer cache entry: {e}");
             }
             facts.insert(key, Ok(f));
+        }
+    }
+    // a target in none of those layers: say so at the target, in the link's layer (and
+    // cache it), so the link is reported and the layers are not read again next time
+    for (link_layer, below, target) in asked {
+        let found = below.iter().any(|k| {
+            facts
+                .get(k)
+                .and_then(|f| f.as_ref().ok())
+                .is_some_and(|f| f.files.contains_key(&target))
+        });
+        if found {
+            continue;
+        }
+        if let Some(Ok(f)) = facts.get_mut(&link_layer) {
+            f.files.insert(
+                target.clone(),
+                layer::FileFact::Unreadable {
+                    message: format!(
+                        "it is a hard link to /{target}, which no layer at or below it holds"
+                    ),
+                },
+            );
+            if let (Some(c), Some(job)) = (cache, jobs.get(&link_layer))
+                && let Err(e) = c.put(job.expected.digest.as_deref(), f)
+            {
+                eprintln!("warning: cannot write layer cache entry: {e}");
+            }
         }
     }
 }
