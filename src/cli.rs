@@ -18,10 +18,14 @@ use crate::fixture;
 use crate::inventory::{Inventory, Status};
 use crate::scan::{self, Input, ScanOptions, ScanStats, layer::Limits, progress::ProgressMode};
 
+/// `--version`: the release and the layer analyser's version (what the layer cache and the
+/// inventory's facts depend on; a unit test keeps it equal to `ANALYSER_VERSION`).
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (layer analyser v4)");
+
 #[derive(Parser)]
 #[command(
     name = "unsprawl",
-    version,
+    version = LONG_VERSION,
     about = "From hundreds of per-flow Prefect images to a few shared runtime images"
 )]
 struct Cli {
@@ -64,6 +68,11 @@ enum Command {
     /// Build fixture images from specs (for tests and benchmarks).
     #[command(hide = true)]
     Fixtures(FixtureArgs),
+    /// Print a shell completion script (`unsprawl completions bash > /etc/bash_completion.d/unsprawl`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Subcommand)]
@@ -421,6 +430,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(a) => migrate::rollback(&a),
         Command::Demo { output } => demo(&output),
         Command::Fixtures(a) => build_fixtures(&a),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "unsprawl",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -1228,4 +1247,19 @@ fn build_fixtures(a: &FixtureArgs) -> Result<ExitCode> {
     }
     eprintln!("built {} images", images.len());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_version_names_the_analyser_this_build_has() {
+        assert!(
+            super::LONG_VERSION.ends_with(&format!(
+                "(layer analyser v{})",
+                crate::scan::ANALYSER_VERSION
+            )),
+            "{} says another analyser than ANALYSER_VERSION",
+            super::LONG_VERSION
+        );
+    }
 }

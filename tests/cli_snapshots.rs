@@ -160,3 +160,23 @@ fn dash_is_standard_output_for_every_document() {
         .collect();
     assert!(left.is_empty(), "nothing written here: {left:?}");
 }
+
+/// Shell completions for bash, zsh and fish name every command; `--version` names the
+/// layer analyser beside the release.
+#[test]
+fn completions_and_version() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = common::ok(&["completions", shell]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for cmd in [
+            "scan", "plan", "build", "report", "audit", "migrate", "rollback",
+        ] {
+            assert!(text.contains(cmd), "{shell}: no {cmd}");
+        }
+    }
+    let v = common::ok(&["--version"]);
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with(&format!(
+        "unsprawl {} (layer analyser v",
+        env!("CARGO_PKG_VERSION")
+    )));
+}
