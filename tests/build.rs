@@ -25,6 +25,22 @@ fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
+/// A plan's or build document's image `additions` as `KIND NAME` lines.
+fn addition_kinds(image: &Value) -> Vec<String> {
+    image["additions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["kind"].as_str().unwrap(),
+                a["name"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 /// Every file of an image in an OCI layout, squashed (whiteouts and opaque dirs applied)
 /// by this test's own reading of the layers.
 fn squashed(layout: &Path, name: &str) -> HashMap<String, Vec<u8>> {
@@ -824,18 +840,7 @@ fn git_is_harvested_with_its_dpkg_records_or_the_image_is_refused() {
     // no scanned image has git: refused, with the fix
     let plan = plan_for(&["team-d-etl-prefect3"], "alone", None);
     let rt = json(&plan)["runtime_images"][0].clone();
-    let kinds: Vec<String> = rt["additions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{} {}",
-                a["kind"].as_str().unwrap(),
-                a["name"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let kinds: Vec<String> = addition_kinds(&rt);
     assert_eq!(
         kinds,
         [
@@ -1419,18 +1424,7 @@ fn a_docker_storage_flow_keeps_its_env_files_and_apt_package() {
     }
     assert_eq!(checked, 2, "libpq5's files");
     let built = json(&layout.join("build.json"));
-    let kinds: Vec<String> = built["images"][0]["additions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            format!(
-                "{} {}",
-                a["kind"].as_str().unwrap(),
-                a["name"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let kinds: Vec<String> = addition_kinds(&built["images"][0]);
     assert!(
         kinds.contains(&"os-package libpq5".to_string())
             && kinds.contains(&format!("file /{conf}")),

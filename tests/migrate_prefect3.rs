@@ -51,6 +51,29 @@ fn all_deployments(server: &Server) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// `migrate --apply` of `plan` onto the runtime images in `built`, the code at the
+/// flows repository's active branch, documents and journal into `out`.
+fn apply(
+    plan: &std::path::Path,
+    built: &std::path::Path,
+    git: &GitRepo,
+    out: &std::path::Path,
+) -> Output {
+    run(&[
+        "migrate",
+        p(plan),
+        "--runtime-images",
+        p(built),
+        "--repo-url",
+        "https://git.example.com/platform/flows.git",
+        "--flows-repo",
+        p(git.path()),
+        "-o",
+        p(out),
+        "--apply",
+    ])
+}
+
 /// Fixture images (`images`, from `fixtures/images` and `spec_dirs`) scanned, the
 /// deployments `api` serves linked with the flows repository, planned for
 /// `registry.local:5000/prefect` and built with `--base-from members`, all under `d`:
@@ -656,19 +679,7 @@ fn image_env_is_carried_into_job_variables_and_a_baked_secret_is_refused_unprint
         ],
     );
     let out = d.join("migration");
-    let o = run(&[
-        "migrate",
-        p(&plan),
-        "--runtime-images",
-        p(&built),
-        "--repo-url",
-        "https://git.example.com/platform/flows.git",
-        "--flows-repo",
-        p(git.path()),
-        "-o",
-        p(&out),
-        "--apply",
-    ]);
+    let o = apply(&plan, &built, &git, &out);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "one refused: {err}");
     assert!(err.contains("3 flows: 2 ready, 1 refused"), "{err}");
@@ -785,19 +796,7 @@ fn apply_through_resets_503s_and_lost_answers_writes_each_deployment_once() {
         &["team-d-etl-prefect3", "platform-git"],
     );
     let out = d.join("migration");
-    let o = run(&[
-        "migrate",
-        p(&plan),
-        "--runtime-images",
-        p(&built),
-        "--repo-url",
-        "https://git.example.com/platform/flows.git",
-        "--flows-repo",
-        p(git.path()),
-        "-o",
-        p(&out),
-        "--apply",
-    ]);
+    let o = apply(&plan, &built, &git, &out);
     let err = stderr(&o);
     assert!(o.status.success(), "{err}");
     let injected = proxy.injected();

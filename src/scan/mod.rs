@@ -204,6 +204,37 @@ struct LayerJob {
     expected: Expected,
 }
 
+impl LayerJob {
+    /// Open the blob and analyse it, also reading `also`'s link targets
+    /// ([`layer::analyse_also`]); the facts are cached when a cache is given.
+    fn read(
+        &self,
+        limits: &layer::Limits,
+        also: &BTreeMap<String, String>,
+        cache: Option<&LayerCache>,
+    ) -> Result<LayerFacts, layer::LayerError> {
+        let facts = self
+            .store
+            .open(&self.key)
+            .map_err(|source| layer::LayerError::Open {
+                blob: self.key.clone(),
+                source,
+            })
+            .and_then(|blob| layer::analyse_also(blob, &self.expected, limits, also))?;
+        self.cache(&facts, cache);
+        Ok(facts)
+    }
+
+    /// Keep `facts` in the layer cache (a failure only loses the entry).
+    fn cache(&self, facts: &LayerFacts, cache: Option<&LayerCache>) {
+        if let Some(c) = cache
+            && let Err(e) = c.put(self.expected.digest.as_deref(), facts)
+        {
+            eprintln!("warning: cannot write layer cache entry: {e}");
+        }
+    }
+}
+
 /// Find, analyse and squash every image of `inputs`.
 pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     let mut sources = Vec::new();
@@ -408,19 +439,8 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
         todo.par_iter()
             .map(|(key, job)| {
                 let result = job
-                    .store
-                    .open(&job.key)
-                    .map_err(|source| layer::LayerError::Open {
-                        blob: job.key.clone(),
-                        source,
-                    })
-                    .and_then(|blob| layer::analyse(blob, &job.expected, &opts.limits));
-                if let (Ok(f), Some(c)) = (&result, &cache)
-                    && let Err(e) = c.put(job.expected.digest.as_deref(), f)
-                {
-                    eprintln!("warning: cannot write layer cache entry: {e}");
-                }
-                let result = result.map_err(|e| e.to_string());
+                    .read(&opts.limits, &BTreeMap::new(), cache.as_ref())
+                    .map_err(|e| e.to_string());
                 bar.layer_done(
                     done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
                     todo.len(),
@@ -499,20 +519,7 @@ fn read_link_targets(
     }
     for (key, wants) in also {
         let Some(job) = jobs.get(&key) else { continue };
-        let again = job
-            .store
-            .open(&job.key)
-            .map_err(|source| layer::LayerError::Open {
-                blob: job.key.clone(),
-                source,
-            })
-            .and_then(|blob| layer::analyse_also(blob, &job.expected, &opts.limits, &wants));
-        if let Ok(f) = again {
-            if let Some(c) = cache
-                && let Err(e) = c.put(job.expected.digest.as_deref(), &f)
-            {
-                eprintln!("warning: cannot write layer cache entry: {e}");
-            }
+        if let Ok(f) = job.read(&opts.limits, &wants, cache) {
             facts.insert(key, Ok(f));
         }
     }
@@ -537,10 +544,8 @@ fn read_link_targets(
                     ),
                 },
             );
-            if let (Some(c), Some(job)) = (cache, jobs.get(&link_layer))
-                && let Err(e) = c.put(job.expected.digest.as_deref(), f)
-            {
-                eprintln!("warning: cannot write layer cache entry: {e}");
+            if let Some(job) = jobs.get(&link_layer) {
+                job.cache(f, cache);
             }
         }
     }

@@ -396,6 +396,9 @@ impl Drop for Proxy {
     }
 }
 
+/// A registry's 429 body.
+const SLOW_DOWN: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
+
 fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     client.set_nonblocking(false)?;
     if ctx.down.load(Ordering::SeqCst) {
@@ -438,12 +441,11 @@ fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
     match ctx.mode {
         ProxyMode::Throttle { every } if n.is_multiple_of(every) => {
             ctx.throttled.fetch_add(1, Ordering::SeqCst);
-            let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
             return answer(
                 &mut client,
                 "429 Too Many Requests",
                 "Retry-After: 1\r\n",
-                body,
+                SLOW_DOWN,
             );
         }
         ProxyMode::DieAfterBlobs { n: limit }
@@ -493,12 +495,11 @@ fn serve(mut client: TcpStream, ctx: &Ctx) -> std::io::Result<()> {
                 if roll < edge {
                     ctx.inject("429");
                     ctx.throttled.fetch_add(1, Ordering::SeqCst);
-                    let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#;
                     return answer(
                         &mut client,
                         "429 Too Many Requests",
                         "Retry-After: 1\r\n",
-                        body,
+                        SLOW_DOWN,
                     );
                 }
                 edge += f.unavailable;
