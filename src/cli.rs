@@ -603,14 +603,7 @@ fn run_scan(inputs: &[Input], a: &ScanArgs) -> Result<ExitCode> {
 
 /// Write a document atomically (temp file + rename), or to stdout for `-`.
 fn write_json<T: serde::Serialize>(path: &Path, doc: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(doc)?;
-    text.push('\n');
-    if path == Path::new("-") {
-        std::io::stdout().write_all(text.as_bytes())?;
-        return Ok(());
-    }
-    crate::output::write_file(path, text.as_bytes())?;
-    Ok(())
+    Ok(crate::output::write_json(path, doc)?)
 }
 
 /// Every source error with its hint, for a scan that read nothing.
@@ -834,11 +827,9 @@ fn add_flows(
 ) -> Result<()> {
     let (parsed, source) = match from {
         FlowSource::Export(export) => {
-            let text = std::fs::read_to_string(export)
-                .with_context(|| format!("cannot read {}", export.display()))?;
             let origin = export.display().to_string();
-            let parsed =
-                crate::flows::prefect1::parse(&origin, &text).map_err(anyhow::Error::msg)?;
+            let rows = crate::flows::prefect1::read_export(export)?;
+            let parsed = crate::flows::prefect1::parse_rows(&origin, &rows);
             (parsed, ("prefect1-export", origin))
         }
         FlowSource::Api {
@@ -855,8 +846,7 @@ fn add_flows(
             )
             .map_err(anyhow::Error::msg)?;
             let doc = serde_json::json!({"data": {"flow": listing.rows}});
-            let mut parsed =
-                crate::flows::prefect1::parse_value(api, &doc).map_err(anyhow::Error::msg)?;
+            let mut parsed = crate::flows::prefect1::parse_value(api, &doc)?;
             if let Some(why) = listing.incomplete {
                 parsed.problems.push(crate::inventory::Problem {
                     layer: None,
@@ -1034,8 +1024,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
 
     // the flows registered on those images (a saved Prefect 1 GraphQL response)
     let export = "fixtures/prefect1/export.graphql.json";
-    let parsed = crate::flows::prefect1::parse(export, fixture::BUNDLED_PREFECT1_EXPORT)
-        .map_err(anyhow::Error::msg)?;
+    let parsed = crate::flows::prefect1::parse(export, fixture::BUNDLED_PREFECT1_EXPORT)?;
     inv.errors.extend(parsed.problems);
     inv.sources.push(crate::inventory::SourceRef {
         kind: "prefect1-export".into(),
@@ -1068,11 +1057,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
 
     // the migration to Git storage, as a dry run (the flows that import the repository's
     // own mylib are refused: Git storage runs a flow file alone)
-    let rows = serde_json::from_str::<serde_json::Value>(fixture::BUNDLED_PREFECT1_EXPORT)?
-        .pointer("/data/flow")
-        .cloned()
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
+    let rows = crate::flows::prefect1::parse_export_rows(export, fixture::BUNDLED_PREFECT1_EXPORT)?;
     // the runtime images, built from the scanned images' own files into an OCI layout,
     // and seen there by the migration's runtime-image check
     let runtime_dir = out.join("runtime-images.oci");
@@ -1129,7 +1114,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
     let migration_dir = out.join("migration");
     let mut m = m;
     m.inputs = migrate::migration_inputs(&plan_path, &inv_path, &migration_dir)?;
-    migrate::write_outputs(&m, &migration_dir)?;
+    crate::migrate::documents::write(&m, &migration_dir)?;
     migrate::print_summary(&m, &migration_dir);
 
     // and the audit report of it all (no timestamps: the same input, the same files;

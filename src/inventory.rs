@@ -307,22 +307,8 @@ impl Inventory {
     }
 
     /// Read an inventory file, refusing other schemas with a message that names both.
-    pub fn read(path: &std::path::Path) -> anyhow::Result<Self> {
-        use anyhow::Context;
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read inventory {}", path.display()))?;
-        let probe: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{} is not JSON", path.display()))?;
-        let schema = probe.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-        if schema != SCHEMA {
-            anyhow::bail!(
-                "{} has schema {:?}, this unsprawl reads {SCHEMA:?}",
-                path.display(),
-                schema
-            );
-        }
-        serde_json::from_value(probe)
-            .with_context(|| format!("{} does not match {SCHEMA}", path.display()))
+    pub fn read(path: &std::path::Path) -> Result<Self, crate::document::DocumentError> {
+        crate::document::read(path, &[SCHEMA])
     }
 }
 

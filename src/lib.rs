@@ -5,6 +5,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod document;
 pub mod fixture;
 pub mod flows;
 pub mod inventory;

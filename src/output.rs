@@ -66,14 +66,28 @@ pub fn check_file(path: &Path) -> Result<(), OutputError> {
 /// Write `bytes` to `path` atomically (temp sibling + rename, mode 0644), creating the
 /// folders above it.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    write_with(path, |w| w.write_all(bytes))
+}
+
+/// Write what `fill` streams to `path` atomically, as [`write_file`] does: a document of
+/// hundreds of megabytes is never held whole in memory to be written.
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<(), OutputError> {
     check_file(path)?;
     let dir = parent(path);
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let mut tmp = tempfile::Builder::new()
+    let tmp = tempfile::Builder::new()
         .prefix(".unsprawl-")
         .tempfile_in(dir)
         .map_err(io(dir))?;
-    tmp.write_all(bytes).map_err(io(path))?;
+    let mut out = std::io::BufWriter::with_capacity(256 << 10, tmp);
+    fill(&mut out).map_err(io(path))?;
+    let tmp = out.into_inner().map_err(|e| OutputError::Io {
+        path: path.to_path_buf(),
+        source: e.into_error(),
+    })?;
     tmp.as_file().sync_all().map_err(io(path))?;
     // a temp file is private (0600); the output is an ordinary file like any other
     #[cfg(unix)]
@@ -88,6 +102,21 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
         source: e.error,
     })?;
     Ok(())
+}
+
+/// Write a document as pretty JSON (streamed, atomically), or to standard output for `-`.
+pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, doc: &T) -> Result<(), OutputError> {
+    let fill = |w: &mut dyn Write| -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut *w, doc)?;
+        w.write_all(b"\n")
+    };
+    if path == Path::new("-") {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        fill(&mut out).map_err(io(path))?;
+        return out.flush().map_err(io(path));
+    }
+    write_with(path, fill)
 }
 
 /// A generated folder's target: absent, or a real folder with unsprawl's marker.

@@ -177,11 +177,13 @@ pub fn build_image<'a>(
     opts: &Options,
 ) -> Result<Built, BuildError> {
     let by_id: BTreeMap<&str, &Image> = inv.images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let flows: BTreeMap<&str, &crate::inventory::Flow> =
+        inv.flows.iter().map(|f| (f.key.as_str(), f)).collect();
     let members: Vec<&Image> = {
         let ids: BTreeSet<&str> = rt
             .members
             .iter()
-            .filter_map(|k| inv.flows.iter().find(|f| &f.key == k))
+            .filter_map(|k| flows.get(k.as_str()))
             .filter_map(|f| f.link.image_id.as_deref())
             .collect();
         ids.iter().filter_map(|id| by_id.get(id).copied()).collect()

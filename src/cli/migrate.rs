@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use serde_json::{Value, json};
 
 use crate::inventory::Inventory;
 use crate::migrate::apply::{self, Endpoint};
@@ -132,12 +131,14 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     git.token_secret = a.git_token_secret.clone();
     git.token_username = a.git_token_username.clone();
 
-    let systems: std::collections::BTreeSet<&str> = plan
-        .flows
-        .iter()
-        .filter_map(|p| inv.flows.iter().find(|f| f.key == p.flow))
-        .map(|f| f.system.as_str())
-        .collect();
+    let by_key: std::collections::HashMap<&str, &crate::inventory::Flow> =
+        inv.flows.iter().map(|f| (f.key.as_str(), f)).collect();
+    let planned = || {
+        plan.flows
+            .iter()
+            .filter_map(|p| by_key.get(p.flow.as_str()))
+    };
+    let systems: std::collections::BTreeSet<&str> = planned().map(|f| f.system.as_str()).collect();
     let target = match (a.target, systems.len()) {
         (Some(t), _) => t,
         (None, 0) => bail!("{}: no planned flows to migrate", a.plan.display()),
@@ -173,15 +174,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
                 a.api.clone().or_else(|| scanned_from("prefect1-api")),
             ) {
                 (Some(file), _) => {
-                    let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("cannot read {}", file.display()))?;
-                    let doc: Value = serde_json::from_str(&text)
-                        .with_context(|| format!("{} is not JSON", file.display()))?;
-                    let rows = doc
-                        .pointer("/data/flow")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .with_context(|| format!("{}: no data.flow list", file.display()))?;
+                    let rows = crate::flows::prefect1::read_export(&file)?;
                     (
                         Registrations::Prefect1(rows),
                         file.display().to_string(),
@@ -191,6 +184,10 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
                 (_, Some(api)) => {
                     let e = ep(api.clone());
                     let rows = apply::read_flows(&e, None).map_err(anyhow::Error::msg)?;
+                    let rows = rows
+                        .iter()
+                        .map(serde_json::value::to_raw_value)
+                        .collect::<Result<_, _>>()?;
                     (Registrations::Prefect1(rows), api, Some(e))
                 }
                 _ => bail!("where are the flows registered? pass --api URL (or --export FILE)"),
@@ -203,10 +200,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
                 .or_else(|| scanned_from("prefect3-api"))
                 .context("where are the deployments? pass --api URL")?;
             let e = ep(api.clone());
-            let ids: Vec<String> = plan
-                .flows
-                .iter()
-                .filter_map(|p| inv.flows.iter().find(|f| f.key == p.flow))
+            let ids: Vec<String> = planned()
                 .filter(|f| f.system == "prefect3")
                 .filter_map(|f| f.flow_id.clone())
                 .collect();
@@ -264,7 +258,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     });
     let mut m = m;
     m.inputs = migration_inputs(&a.plan, &inv_path, &a.output)?;
-    write_outputs(&m, &a.output)?;
+    migrate::documents::write(&m, &a.output)?;
     print_summary(&m, &a.output);
     if !a.apply {
         eprintln!(
@@ -357,114 +351,6 @@ pub(super) fn migration_inputs(
         crate::provenance::record("plan", plan, out_dir)?,
         crate::provenance::record("inventory", inventory, out_dir)?,
     ])
-}
-
-/// A file name for a flow: its name (data, not a path: every character but letters,
-/// digits, `-` and `_` becomes `-`) and its whole id, so two flows of one name in two
-/// projects never share a file.
-fn slug(it: &migrate::Item) -> String {
-    let base: String = it
-        .title()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let id: String = it.id.chars().filter(char::is_ascii_alphanumeric).collect();
-    format!("{base}-{id}")
-}
-
-pub(super) fn write_outputs(m: &Migration, dir: &Path) -> Result<()> {
-    if dir == Path::new("-") {
-        // the migration document alone; the per-flow documents need a folder
-        return super::write_json(dir, m);
-    }
-    // checked before anything is written: the per-flow folder is replaced whole, so
-    // only when unsprawl wrote it (its marker says so)
-    let sub = dir.join(&m.target);
-    crate::output::check_folder(&sub)?;
-    super::write_json(&dir.join("migration.json"), m)?;
-    crate::output::write_file(&dir.join("diff.md"), migrate::diff::markdown(m).as_bytes())?;
-    let ready: Vec<&migrate::Item> = m
-        .items
-        .iter()
-        .filter(|i| i.status == Status::Ready)
-        .collect();
-    // only verified flows get documents: a refused flow is never written anywhere
-    crate::output::replace_folder(
-        &sub,
-        "Written by `unsprawl migrate`; replaced by the next migration written here.",
-        |staging| -> Result<bool> {
-            if ready.is_empty() {
-                return Ok(false);
-            }
-            write_flow_documents(m, &ready, staging)?;
-            Ok(true)
-        },
-    )
-}
-
-/// One document per ready flow (and the whole set), in the per-target folder.
-fn write_flow_documents(m: &Migration, ready: &[&migrate::Item], sub: &Path) -> Result<()> {
-    // one file per flow, whatever the names: a repeated slug gets a counter
-    let mut taken = std::collections::HashSet::new();
-    let slugs: Vec<String> = ready
-        .iter()
-        .map(|it| {
-            let base = slug(it);
-            let mut s = base.clone();
-            let mut n = 1;
-            while !taken.insert(s.clone()) {
-                n += 1;
-                s = format!("{base}-{n}");
-            }
-            s
-        })
-        .collect();
-    if m.target == "prefect1" {
-        let mut flows = vec![];
-        for (it, slug) in ready.iter().zip(&slugs) {
-            let flow = &it.write["serialized_flow"];
-            super::write_json(&sub.join("flows").join(format!("{}.json", slug)), flow)?;
-            super::write_json(
-                &sub.join("graphql").join(format!("{}.variables.json", slug)),
-                &it.write["create"],
-            )?;
-            flows.push(flow.clone());
-            if let Some(patch) = &it.source_patch {
-                let p = sub.join("source-patches").join(format!("{}.patch", slug));
-                crate::output::write_file(&p, patch.as_bytes())?;
-            }
-        }
-        super::write_json(
-            &sub.join("flows.json"),
-            &json!({"version": 1, "flows": flows}),
-        )?;
-    } else {
-        let mut deployments = vec![];
-        for (it, slug) in ready.iter().zip(&slugs) {
-            super::write_json(
-                &sub.join("patches").join(format!("{}.json", slug)),
-                &it.write,
-            )?;
-            deployments.push(migrate::prefect3::yaml_deployment(
-                it.deployment.as_deref().unwrap_or(&it.name),
-                &it.write,
-            ));
-        }
-        let yaml = serde_norway::to_string(&json!({"deployments": deployments}))
-            .context("cannot write prefect.yaml")?;
-        crate::output::write_file(
-            &sub.join("prefect.yaml"),
-            format!("# unsprawl migrate: the deployments' new pull steps and images\n{yaml}")
-                .as_bytes(),
-        )?;
-    }
-    Ok(())
 }
 
 pub(super) fn print_summary(m: &Migration, dir: &Path) {

@@ -54,18 +54,7 @@ pub(super) enum Format {
 }
 
 pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path, schema: &str) -> Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let found = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
-    if found != schema {
-        anyhow::bail!(
-            "{} has schema {found:?}, expected {schema:?}",
-            path.display()
-        );
-    }
-    serde_json::from_value(v).with_context(|| format!("{} does not match {schema}", path.display()))
+    Ok(crate::document::read(path, &[schema])?)
 }
 
 /// A previous report for the trend: this schema, or the one before it (whose

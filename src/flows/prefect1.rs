@@ -39,49 +39,156 @@ pub struct Parsed {
     pub problems: Vec<Problem>,
 }
 
-/// Parse an export. `origin` names the file in messages.
-pub fn parse(origin: &str, text: &str) -> Result<Parsed, String> {
-    let doc: Value =
-        serde_json::from_str(text).map_err(|e| format!("{origin} is not JSON: {e}"))?;
-    parse_value(origin, &doc)
+/// What is wrong with an export file as a whole.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{origin} is not JSON: {source}")]
+    NotJson {
+        origin: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{origin} holds a GraphQL error response: {messages}")]
+    GraphqlErrors { origin: String, messages: String },
+    #[error(
+        "{origin}: expected a GraphQL response {{\"data\": {{\"flow\": [...]}}}} or a `prefect build` file {{\"version\": 1, \"flows\": [...]}}"
+    )]
+    Shape { origin: String },
 }
 
-/// Parse an export already read as JSON (or API rows wrapped as `{"data": {"flow": …}}`).
-pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, String> {
-    if let Some(errors) = doc
-        .get("errors")
-        .and_then(Value::as_array)
-        .filter(|e| !e.is_empty())
-    {
-        let msgs: Vec<String> = errors
-            .iter()
-            .map(|e| {
-                e.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("?")
-                    .to_string()
-            })
-            .collect();
-        return Err(format!(
-            "{origin} holds a GraphQL error response: {}",
-            msgs.join("; ")
-        ));
-    }
-    let items: &Vec<Value> = if let Some(f) = doc.pointer("/data/flow").and_then(Value::as_array) {
-        f
-    } else if let Some(f) = doc.get("flows").and_then(Value::as_array) {
-        f
-    } else if let Some(f) = doc.as_array() {
-        f
-    } else {
-        return Err(format!(
-            "{origin}: expected a GraphQL response {{\"data\": {{\"flow\": [...]}}}} or a `prefect build` file {{\"version\": 1, \"flows\": [...]}}"
-        ));
+/// One flow row of an export, kept as its JSON text: a 50,000-flow export is held as
+/// its own bytes, and each row is parsed only while it is used.
+pub type Row = Box<serde_json::value::RawValue>;
+
+/// The three shapes an export comes in, read without an untyped copy of the whole file.
+#[derive(serde::Deserialize)]
+struct ExportObject {
+    #[serde(default)]
+    data: Option<ExportData>,
+    #[serde(default)]
+    flows: Option<Vec<Row>>,
+    #[serde(default)]
+    errors: Option<Vec<GraphqlError>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExportData {
+    #[serde(default)]
+    flow: Option<Vec<Row>>,
+}
+
+#[derive(serde::Deserialize)]
+struct GraphqlError {
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// The rows of an export file (`{"data": {"flow": [...]}}`, `{"version": 1, "flows":
+/// [...]}` or a bare list), streamed from the file.
+pub fn read_export(path: &std::path::Path) -> Result<Vec<Row>, ExportError> {
+    use std::io::BufRead;
+    let origin = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| ExportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let first = loop {
+        let buf = reader.fill_buf().map_err(|source| ExportError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match buf.iter().position(|b| !b.is_ascii_whitespace()) {
+            Some(i) => {
+                let b = buf[i];
+                reader.consume(i);
+                break Some(b);
+            }
+            None if buf.is_empty() => break None,
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
     };
+    let not_json = |source| ExportError::NotJson {
+        origin: origin.clone(),
+        source,
+    };
+    match first {
+        Some(b'[') => serde_json::from_reader(reader).map_err(not_json),
+        Some(b'{') => {
+            let doc: ExportObject = serde_json::from_reader(reader).map_err(not_json)?;
+            rows_of(&origin, doc)
+        }
+        // not JSON at all, or JSON of another kind: serde says which, at which line
+        _ => match serde_json::from_reader::<_, serde::de::IgnoredAny>(reader) {
+            Err(e) => Err(not_json(e)),
+            Ok(_) => Err(ExportError::Shape { origin }),
+        },
+    }
+}
+
+fn rows_of(origin: &str, doc: ExportObject) -> Result<Vec<Row>, ExportError> {
+    if let Some(errors) = doc.errors.filter(|e| !e.is_empty()) {
+        let messages: Vec<String> = errors
+            .into_iter()
+            .map(|e| e.message.unwrap_or_else(|| "?".into()))
+            .collect();
+        return Err(ExportError::GraphqlErrors {
+            origin: origin.into(),
+            messages: messages.join("; "),
+        });
+    }
+    doc.data
+        .and_then(|d| d.flow)
+        .or(doc.flows)
+        .ok_or_else(|| ExportError::Shape {
+            origin: origin.into(),
+        })
+}
+
+/// Parse an export's text. `origin` names the file in messages.
+pub fn parse(origin: &str, text: &str) -> Result<Parsed, ExportError> {
+    Ok(parse_rows(origin, &parse_export_rows(origin, text)?))
+}
+
+/// The rows of an export's text, as [`read_export`] reads them from a file.
+pub fn parse_export_rows(origin: &str, text: &str) -> Result<Vec<Row>, ExportError> {
+    let not_json = |source| ExportError::NotJson {
+        origin: origin.into(),
+        source,
+    };
+    let rows: Vec<Row> = match text.trim_start().as_bytes().first() {
+        Some(b'[') => serde_json::from_str(text).map_err(not_json)?,
+        Some(b'{') => rows_of(origin, serde_json::from_str(text).map_err(not_json)?)?,
+        _ => match serde_json::from_str::<serde::de::IgnoredAny>(text) {
+            Err(e) => return Err(not_json(e)),
+            Ok(_) => {
+                return Err(ExportError::Shape {
+                    origin: origin.into(),
+                });
+            }
+        },
+    };
+    Ok(rows)
+}
+
+/// The flows of an export's rows, each row parsed, linked to nothing yet, and dropped.
+pub fn parse_rows(origin: &str, rows: &[Row]) -> Parsed {
     let mut flows = Vec::new();
     let mut problems = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match flow(item) {
+    for (i, row) in rows.iter().enumerate() {
+        let parsed = serde_json::from_str::<Value>(row.get())
+            .map_err(|e| e.to_string())
+            .and_then(|item| flow(&item));
+        match parsed {
             Ok(f) => flows.push(f),
             Err(message) => problems.push(Problem {
                 layer: None,
@@ -90,7 +197,12 @@ pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, String> {
             }),
         }
     }
-    Ok(Parsed { flows, problems })
+    Parsed { flows, problems }
+}
+
+/// Parse API rows already read as JSON (wrapped as `{"data": {"flow": …}}`).
+pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, ExportError> {
+    parse(origin, &doc.to_string())
 }
 
 /// A JSON field that the server may return either as an object or as encoded text.
@@ -315,7 +427,8 @@ mod tests {
         assert_eq!(f.image_from.as_deref(), Some("run_config"));
         let err = parse("x", r#"{"errors":[{"message":"Unauthorized"}]}"#)
             .err()
-            .unwrap();
-        assert!(err.contains("Unauthorized"));
+            .unwrap()
+            .to_string();
+        assert!(err.contains("Unauthorized"), "{err}");
     }
 }

@@ -180,7 +180,7 @@ pub fn apply(
             json!({
                 "target": m.target, "id": it.id, "name": it.name,
                 "before": it.before, "after": it.after, "restore": it.restore,
-                "write": strip_payload(&it.write),
+                "write": it.write,
             }),
         )?;
         let result = rt.block_on(async {
@@ -240,22 +240,6 @@ pub fn apply(
         }
     }
     Ok(out)
-}
-
-/// The journal keeps the write without the compressed copy of the flow (it holds the
-/// flow itself beside it, readable).
-fn strip_payload(write: &Value) -> Value {
-    let mut w = write.clone();
-    if let Some(input) = w
-        .pointer_mut("/create/input")
-        .and_then(Value::as_object_mut)
-    {
-        input.insert(
-            "serialized_flow".into(),
-            "(gzip+base64 of write.serialized_flow)".into(),
-        );
-    }
-    w
 }
 
 /// PATCH, then read back: the stored fields must be what was sent.
@@ -468,12 +452,26 @@ async fn restore_flow(
     ep: &Endpoint,
     restore: &Value,
 ) -> Result<Value, String> {
-    let flow = &restore["serialized_flow"];
-    if !flow.is_object() {
-        return Err("the journal holds no earlier version of this flow to register again".into());
-    }
+    // compressed since the 50,000-flow work; a journal written before holds it as JSON
+    let (flow, compressed) = match (
+        restore["serialized_flow_compressed"].as_str(),
+        &restore["serialized_flow"],
+    ) {
+        (Some(c), _) => (
+            super::prefect1::expand(c)
+                .map_err(|e| format!("the journal's earlier version of this flow: {e}"))?,
+            c.to_string(),
+        ),
+        (None, f) if f.is_object() => (f.clone(), super::prefect1::compress(f)),
+        _ => {
+            return Err(
+                "the journal holds no earlier version of this flow to register again".into(),
+            );
+        }
+    };
+    let flow = &flow;
     let input = json!({"input": {
-        "serialized_flow": super::prefect1::compress(flow),
+        "serialized_flow": compressed,
         "project_id": restore["project_id"],
         "version_group_id": restore["version_group_id"],
         "set_schedule_active": restore["is_schedule_active"],

@@ -9,6 +9,7 @@
 
 pub mod apply;
 pub mod diff;
+pub mod documents;
 pub mod gitref;
 pub mod journal;
 pub mod prefect1;
@@ -145,11 +146,13 @@ pub struct Item {
     pub notes: Vec<String>,
     pub before: Value,
     pub after: Value,
-    /// Prefect 1: `{create: <GraphQL variables>, flow_group_id, clear_group_run_config}`;
-    /// Prefect 3: the PATCH body.
+    /// Prefect 1: `{create: <GraphQL variables>, flow_group_id, clear_group_run_config}`
+    /// (the new flow once, compressed in `create.input.serialized_flow`: see
+    /// [`prefect1::expand`]); Prefect 3: the PATCH body.
     pub write: Value,
-    /// Prefect 1: the stored flow (edges rebuilt) and group run config a rollback
-    /// registers again. Prefect 3: `before` is enough.
+    /// Prefect 1: the stored flow (edges rebuilt; `serialized_flow_compressed`, gzip +
+    /// base64 as registering takes it) and group run config a rollback registers again.
+    /// Prefect 3: `before` is enough.
     pub restore: Value,
     /// Prefect 1: a unified diff of the flow file replacing `Docker(...)` with `Git(...)`
     /// and pointing its run config at the runtime image (for teams that register from CI).
@@ -193,8 +196,9 @@ pub struct Skipped {
 
 /// The registrations as the server has them now.
 pub enum Registrations {
-    /// Flow rows (`flow` query shape, with tasks and edges).
-    Prefect1(Vec<Value>),
+    /// Flow rows (`flow` query shape, with tasks and edges), each kept as its text and
+    /// parsed while its flow is prepared.
+    Prefect1(Vec<crate::flows::prefect1::Row>),
     /// Deployments by id (`GET /api/deployments/{id}`; absent when not found).
     Prefect3(HashMap<String, Value>),
 }
@@ -798,35 +802,69 @@ fn check_modules(
 
 /// Prefect 1 rows by flow version id, and each version group's newest live version.
 struct RowIndex<'a> {
-    by_id: HashMap<&'a str, &'a Value>,
-    live_by_group: HashMap<&'a str, &'a Value>,
+    rows: &'a [crate::flows::prefect1::Row],
+    heads: Vec<RowHead>,
+    by_id: HashMap<String, usize>,
+    live_by_group: HashMap<String, usize>,
+}
+
+/// What the index needs of a row; the rest of its text is skipped, not parsed.
+#[derive(Default, serde::Deserialize)]
+struct RowHead {
+    #[serde(default)]
+    id: Value,
+    #[serde(default)]
+    version_group_id: Value,
+    #[serde(default)]
+    version: Value,
+    #[serde(default)]
+    archived: Value,
+}
+
+impl RowHead {
+    fn id(&self) -> &str {
+        self.id.as_str().unwrap_or("")
+    }
+    fn version(&self) -> i64 {
+        self.version.as_i64().unwrap_or(0)
+    }
 }
 
 impl<'a> RowIndex<'a> {
-    fn new(rows: &'a [Value]) -> RowIndex<'a> {
+    fn new(rows: &'a [crate::flows::prefect1::Row]) -> RowIndex<'a> {
+        let heads: Vec<RowHead> = rows
+            .iter()
+            .map(|r| serde_json::from_str(r.get()).unwrap_or_default())
+            .collect();
         let mut by_id = HashMap::new();
-        let mut live_by_group: HashMap<&str, &Value> = HashMap::new();
-        let version = |r: &Value| r.get("version").and_then(Value::as_i64);
-        for r in rows {
-            if let Some(id) = r.get("id").and_then(Value::as_str) {
-                by_id.insert(id, r);
+        let mut live_by_group: HashMap<String, usize> = HashMap::new();
+        for (i, h) in heads.iter().enumerate() {
+            if let Some(id) = h.id.as_str() {
+                by_id.insert(id.to_string(), i);
             }
-            let archived = r.get("archived").and_then(Value::as_bool) == Some(true);
-            if let Some(g) = r.get("version_group_id").and_then(Value::as_str)
+            let archived = h.archived.as_bool() == Some(true);
+            if let Some(g) = h.version_group_id.as_str()
                 && !archived
             {
                 let newer = live_by_group
                     .get(g)
-                    .is_none_or(|old| version(r) > version(old));
+                    .is_none_or(|&old| h.version.as_i64() > heads[old].version.as_i64());
                 if newer {
-                    live_by_group.insert(g, r);
+                    live_by_group.insert(g.to_string(), i);
                 }
             }
         }
         RowIndex {
+            rows,
+            heads,
             by_id,
             live_by_group,
         }
+    }
+
+    /// Row `i`, parsed (its text was valid JSON when read).
+    fn row(&self, i: usize) -> Value {
+        serde_json::from_str(self.rows[i].get()).unwrap_or(Value::Null)
     }
 }
 
@@ -838,13 +876,14 @@ fn build_prefect1(
     file_ok: bool,
 ) {
     let id = flow.flow_id.as_deref().unwrap_or("");
-    let Some(&row) = rows.by_id.get(id) else {
+    let Some(&at) = rows.by_id.get(id) else {
         // after an apply, the live version of the group is a new one
         let live = flow
             .version_group_id
             .as_deref()
-            .and_then(|g| rows.live_by_group.get(g).copied());
-        match live {
+            .and_then(|g| rows.live_by_group.get(g).copied())
+            .map(|i| rows.row(i));
+        match live.as_ref() {
             Some(r) if is_migrated_prefect1(r, item, inp, false) => {
                 item.status = Status::Done;
                 item.notes.push(format!(
@@ -886,7 +925,8 @@ fn build_prefect1(
         }
         return;
     };
-    if let Err(why) = row_is_live(row, rows) {
+    let row = &rows.row(at);
+    if let Err(why) = row_is_live(at, rows) {
         check(item, "registration", Err(why));
         return;
     }
@@ -991,7 +1031,9 @@ fn build_prefect1(
             return;
         }
     };
-    let restore_flow = prefect1::restorable_flow(row).unwrap_or(Value::Null);
+    let restore_flow = prefect1::restorable_flow(row)
+        .map(|f| Value::String(prefect1::compress(&f)))
+        .unwrap_or(Value::Null);
     match prefect1::create_variables(row, &new_flow) {
         Ok(vars) if problems.is_empty() => {
             check(
@@ -999,11 +1041,12 @@ fn build_prefect1(
                 "document",
                 Ok("Git storage and run config follow Prefect 1.4.1's rules".into()),
             );
+            // the new flow is stored once, compressed as Prefect sends it
+            // (`create.input.serialized_flow`); the documents expand it for review
             item.write = json!({
                 "create": vars,
                 "flow_group_id": row.pointer("/flow_group/id").cloned().unwrap_or(Value::Null),
                 "clear_group_run_config": clear_group,
-                "serialized_flow": new_flow,
             });
         }
         Ok(_) => check(item, "document", Err(problems.join("; "))),
@@ -1017,7 +1060,7 @@ fn build_prefect1(
         "flow_group_run_config": if clear_group { Value::Null } else { group_rc.clone() },
     });
     item.restore = json!({
-        "serialized_flow": restore_flow,
+        "serialized_flow_compressed": restore_flow,
         "flow_group_run_config": group_rc,
         "flow_group_id": row.pointer("/flow_group/id").cloned().unwrap_or(Value::Null),
         "project_id": row.pointer("/project/id").cloned().unwrap_or(Value::Null),
@@ -1029,37 +1072,32 @@ fn build_prefect1(
 
 /// Only the newest unarchived version of a group runs: an archived or superseded one is
 /// never migrated (registering it would make year-old code the newest version).
-fn row_is_live(row: &Value, rows: &RowIndex<'_>) -> Result<(), String> {
-    let version = |r: &Value| r.get("version").and_then(Value::as_i64).unwrap_or(0);
-    let id = |r: &Value| {
-        r.get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+fn row_is_live(at: usize, rows: &RowIndex<'_>) -> Result<(), String> {
+    let row = &rows.heads[at];
     let live = row
-        .get("version_group_id")
-        .and_then(Value::as_str)
-        .and_then(|g| rows.live_by_group.get(g).copied());
-    let archived = row.get("archived").and_then(Value::as_bool) == Some(true);
+        .version_group_id
+        .as_str()
+        .and_then(|g| rows.live_by_group.get(g))
+        .map(|&l| &rows.heads[l]);
+    let archived = row.archived.as_bool() == Some(true);
     match live {
-        Some(l) if id(l) == id(row) => Ok(()),
+        Some(l) if l.id() == row.id() => Ok(()),
         Some(l) => Err(format!(
             "version {} ({}) is {}; version {} ({}) of its group is live, and only the live version is migrated",
-            version(row),
-            id(row),
+            row.version(),
+            row.id(),
             if archived {
                 "archived"
             } else {
                 "not the newest unarchived one"
             },
-            version(l),
-            id(l)
+            l.version(),
+            l.id()
         )),
         None if archived => Err(format!(
             "version {} ({}) is archived and its group has no live version: nothing to migrate",
-            version(row),
-            id(row)
+            row.version(),
+            row.id()
         )),
         None => Ok(()),
     }
@@ -1165,8 +1203,11 @@ fn build_prefect3(item: &mut Item, flow: &Flow, deps: &HashMap<String, Value>, i
 mod tests {
     use super::*;
 
-    fn version(id: &str, v: i64, archived: bool) -> Value {
-        json!({"id": id, "version": v, "version_group_id": "vg-orders", "archived": archived})
+    fn version(id: &str, v: i64, archived: bool) -> crate::flows::prefect1::Row {
+        serde_json::value::to_raw_value(
+            &json!({"id": id, "version": v, "version_group_id": "vg-orders", "archived": archived}),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -1178,22 +1219,18 @@ mod tests {
             version("v4", 4, true),
         ];
         let index = RowIndex::new(&rows);
-        assert_eq!(
-            row_is_live(&rows[2], &index),
-            Ok(()),
-            "the newest unarchived"
-        );
-        let archived = row_is_live(&rows[0], &index).unwrap_err();
+        assert_eq!(row_is_live(2, &index), Ok(()), "the newest unarchived");
+        let archived = row_is_live(0, &index).unwrap_err();
         assert!(
             archived.contains("version 1 (v1) is archived; version 3 (v3) of its group is live"),
             "{archived}"
         );
-        let newer_but_archived = row_is_live(&rows[3], &index).unwrap_err();
+        let newer_but_archived = row_is_live(3, &index).unwrap_err();
         assert!(
             newer_but_archived.contains("archived"),
             "{newer_but_archived}"
         );
-        let superseded = row_is_live(&rows[1], &index).unwrap_err();
+        let superseded = row_is_live(1, &index).unwrap_err();
         assert!(
             superseded.contains("not the newest unarchived one"),
             "{superseded}"
@@ -1201,7 +1238,7 @@ mod tests {
 
         let all_archived = vec![version("a", 1, true)];
         let index = RowIndex::new(&all_archived);
-        let e = row_is_live(&all_archived[0], &index).unwrap_err();
+        let e = row_is_live(0, &index).unwrap_err();
         assert!(e.contains("has no live version"), "{e}");
     }
 }

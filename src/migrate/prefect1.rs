@@ -240,6 +240,19 @@ pub fn compress(flow: &Value) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// The flow [`compress`] packed: what a create call's `serialized_flow` registers.
+pub fn expand(compressed: &str) -> Result<Value, String> {
+    use std::io::Read;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compressed)
+        .map_err(|e| format!("not base64: {e}"))?;
+    let mut text = Vec::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_end(&mut text)
+        .map_err(|e| format!("not gzip: {e}"))?;
+    serde_json::from_slice(&text).map_err(|e| format!("not a JSON flow: {e}"))
+}
+
 /// `json.dumps(v, sort_keys=True)` as Python writes it (`", "`, `": "`, ASCII escapes):
 /// the text `prefect register` hashes into its idempotency key.
 pub fn python_json(v: &Value) -> String {

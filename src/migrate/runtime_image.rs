@@ -113,8 +113,10 @@ pub fn carried_files(
         Ok(got.into_iter().map(|(p, c)| (p, c.digest())).collect())
     };
     let mut out = HashMap::new();
+    let by_key: HashMap<&str, &crate::inventory::Flow> =
+        inv.flows.iter().map(|f| (f.key.as_str(), f)).collect();
     for placement in &plan.flows {
-        let Some(flow) = inv.flows.iter().find(|f| f.key == placement.flow) else {
+        let Some(flow) = by_key.get(placement.flow.as_str()) else {
             continue;
         };
         let roots = copied_in(flow);
