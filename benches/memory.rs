@@ -16,8 +16,15 @@
 //!           `migration.json`, `diff.md` and the per-flow documents. Every runtime image
 //!           counts as seen (the bench measures the migration, not a registry).
 //!
-//! Prints each peak, its ratio to the floor, and the targets (migrate ≤ 1 GB at 50,000
-//! flows). Run with `cargo bench --bench memory`.
+//! Tags: one small image in a real loopback registry (Debian `docker-registry`) under
+//! `UNSPRAWL_BENCH_TAGS` tags (default 50,000; 1,000,000 is the reliability issue's case),
+//! `unsprawl scan registry` against the same scan of 1,000 tags: the peak RSS should not
+//! grow with the tags beyond their names in the inventory. The tags are written into the
+//! registry's storage as `docker-registry` itself stores a tag (two `link` files), since
+//! pushing a million manifests would take the bench an hour.
+//!
+//! Prints each peak, its ratio to the floor, and the targets (migrate ≤ 1 GB on a 200 MB
+//! export). Run with `cargo bench --bench memory`.
 
 mod common;
 
@@ -183,6 +190,85 @@ fn main() -> anyhow::Result<()> {
         150,
         Some("migrate ≤ 1,000 MB on a 200 MB export"),
     )?;
+    measure_tags(env_or("UNSPRAWL_BENCH_TAGS", 50_000))?;
+    Ok(())
+}
+
+/// A registry of one repository whose one image has `tags` tags (at least 1,000).
+fn tagged_registry(
+    tags: usize,
+) -> anyhow::Result<unsprawl::fixture::local_registry::LocalRegistry> {
+    use unsprawl::fixture::{self, Corpus};
+    let dir =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-memory/tags-{tags}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let reg = unsprawl::fixture::local_registry::LocalRegistry::start(&dir, "")?;
+    let spec = r#"name = "bench/many"
+tags = ["t0"]
+[[layers]]
+created_by = "ADD app"
+files = [{ path = "app/main.py", text = "print('hello')\n" }]
+"#;
+    let mut all = std::collections::BTreeMap::new();
+    all.insert("many".to_string(), fixture::spec::parse("many", spec)?);
+    let images = Corpus::new(all, &fixture::BundledFiles).build_all()?;
+    fixture::push::push(
+        &images,
+        &reg.host(),
+        true,
+        oci_client::secrets::RegistryAuth::Anonymous,
+    )?;
+    let tags_dir = reg
+        .data_dir
+        .join("docker/registry/v2/repositories/bench/many/_manifests/tags");
+    let digest = std::fs::read_to_string(tags_dir.join("t0/current/link"))?;
+    let hex = digest.trim_start_matches("sha256:");
+    for t in 1..tags {
+        let tag = tags_dir.join(format!("t{t}"));
+        std::fs::create_dir_all(tag.join("current"))?;
+        std::fs::write(tag.join("current/link"), &digest)?;
+        let index = tag.join(format!("index/sha256/{hex}"));
+        std::fs::create_dir_all(&index)?;
+        std::fs::write(index.join("link"), &digest)?;
+    }
+    Ok(reg)
+}
+
+fn measure_tags(tags: usize) -> anyhow::Result<()> {
+    let tags = tags.max(1_000);
+    let mut peaks = vec![];
+    for n in [1_000, tags] {
+        let reg = tagged_registry(n)?;
+        let out = tempfile::tempdir()?;
+        let (t, peak) = common::measure(
+            Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+                .args([
+                    "scan",
+                    "registry",
+                    &reg.host(),
+                    "--plain-http",
+                    "--no-cache",
+                    "-o",
+                ])
+                .arg(out.path().join("inventory.json")),
+        );
+        let inv = unsprawl::inventory::Inventory::read(&out.path().join("inventory.json"))?;
+        let refs: usize = inv.images.iter().map(|i| i.references.len()).sum();
+        anyhow::ensure!(refs == n, "{n} tags scanned as {refs} references");
+        peaks.push((n, peak, t));
+        let _ = std::fs::remove_dir_all(reg.data_dir.parent().expect("the registry folder"));
+    }
+    let (n0, p0, _) = peaks[0];
+    let (n1, p1, t1) = peaks[1];
+    println!(
+        "memory, scan registry, one image under {n1} tags: peak RSS {:.0} MB = {:.2}× the same scan of {n0} tags ({:.0} MB); {:.0} bytes per tag ({:.1} s)",
+        mb(p1),
+        p1 as f64 / p0 as f64,
+        mb(p0),
+        (p1.saturating_sub(p0)) as f64 / (n1 - n0).max(1) as f64,
+        t1.as_secs_f64()
+    );
+    println!("  target: RSS independent of the number of tags (a tag costs its name)");
     Ok(())
 }
 

@@ -149,7 +149,7 @@ fn dash_is_standard_output_for_every_document() {
     let m = migrate(&[]);
     assert_eq!(m.status.code(), Some(1), "the demo refuses some flows");
     let m: serde_json::Value = serde_json::from_slice(&m.stdout).unwrap();
-    assert_eq!(m["schema"], "unsprawl/migration/v2");
+    assert_eq!(m["schema"], "unsprawl/migration/v3");
     let apply = migrate(&["--apply"]);
     assert_eq!(apply.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&apply.stderr).contains("give -o a folder, not -"));

@@ -364,7 +364,7 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
     let m: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("migration.json")).unwrap())
             .unwrap();
-    assert_eq!(m["schema"], "unsprawl/migration/v2");
+    assert_eq!(m["schema"], "unsprawl/migration/v3");
     for it in m["items"].as_array().unwrap() {
         let checks = it["checks"].as_array().unwrap();
         let named = |n: &str| checks.iter().find(|c| c["check"] == n).cloned();

@@ -219,6 +219,67 @@ fn warm_rescan_sends_only_listing_and_manifest_head_requests() {
     }
 }
 
+/// A registry of a million tags over a few images must cost the scan their names, not a
+/// manifest, a config and a found image each (3 KB and two GETs per tag, before).
+#[test]
+fn the_tags_of_one_image_cost_one_manifest_and_one_config_read_even_without_a_cache() {
+    let reg = Registry::start(Auth::None);
+    push_fixtures(&reg.host(), &[], &["team-a-flow-a"], None);
+    // more tags of the same manifest, pushed as any client tags an image
+    let base = format!("http://{}/v2/team/flow-a/manifests", reg.host());
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let http = reqwest::Client::new();
+        let got = http
+            .get(format!("{base}/2023-01-01"))
+            .header(
+                "Accept",
+                "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+            )
+            .send()
+            .await
+            .unwrap();
+        let media = got.headers()["content-type"].to_str().unwrap().to_string();
+        let manifest = got.bytes().await.unwrap();
+        for t in 0..20 {
+            let put = http
+                .put(format!("{base}/extra-{t}"))
+                .header("Content-Type", &media)
+                .body(manifest.clone())
+                .send()
+                .await
+                .unwrap();
+            assert!(put.status().is_success(), "tagging: {}", put.status());
+        }
+    });
+    let proxy = Proxy::start(reg.port, ProxyMode::Pass);
+    let (o, inv) = scan(&[&proxy.host(), "--no-cache"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let inv = inv.unwrap();
+    assert_eq!(inv.images.len(), 1);
+    assert_eq!(
+        inv.images[0].references.len(),
+        21,
+        "{:?}",
+        inv.images[0].references
+    );
+    assert_eq!(inv.images[0].locations.len(), 21);
+    let paths = proxy.paths();
+    let manifest_gets = paths
+        .iter()
+        .filter(|(m, p)| m == "GET" && p.contains("/manifests/"))
+        .count();
+    let heads = paths
+        .iter()
+        .filter(|(m, p)| m == "HEAD" && p.contains("/manifests/"))
+        .count();
+    let config = &inv.images[0].id;
+    let config_gets = paths
+        .iter()
+        .filter(|(m, p)| m == "GET" && p.ends_with(&format!("/blobs/{config}")))
+        .count();
+    assert_eq!((heads, manifest_gets, config_gets), (21, 1, 1), "{paths:?}");
+}
+
 #[test]
 fn basic_auth_with_password_stdin_and_wrong_credentials() {
     let reg = Registry::start(Auth::Basic {

@@ -1,7 +1,7 @@
 //! `unsprawl migrate`: every planned flow moves from its own image to Git storage (Prefect
 //! 1) or a `git_clone` pull step (Prefect 2/3) on its runtime image.
 //!
-//! The migration document (`unsprawl/migration/v1`) holds, per flow, the checks that ran,
+//! The migration document (`unsprawl/migration/v3`) holds, per flow, the checks that ran,
 //! what the registration is now (`before`), what it becomes (`after`), the exact write
 //! (`write`) and what a rollback registers again (`restore`). Only flows whose checks all
 //! pass are `ready`; nothing else is ever written. `--apply` writes the ready ones,
@@ -28,7 +28,9 @@ use crate::inventory::{Flow, Inventory};
 use crate::plan::document::Plan;
 use gitref::{Checkout, GitRef};
 
-pub const SCHEMA: &str = "unsprawl/migration/v2";
+/// v3: the new Prefect 1 flow is stored once (compressed, in `write.create`) and the
+/// restored one compressed (`restore.serialized_flow_compressed`).
+pub const SCHEMA: &str = "unsprawl/migration/v3";
 
 /// Where the flows' code will be cloned from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -328,17 +328,49 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
 
     // Read configs (in parallel: from a registry each is a round trip); the same config
     // digest from several places is one image.
-    let configs: Vec<_> = found.par_iter().map(read_config).collect();
+    // Each config is read once per store: a million tags of one image in one repository
+    // are one config read and one parsed config, not a million.
+    let key_of = |f: &FoundImage| {
+        (
+            Arc::as_ptr(&f.store) as *const () as usize,
+            f.config_key.clone(),
+            f.config_digest.clone(),
+            f.layers.len(),
+        )
+    };
+    let mut first_of: HashMap<_, usize> = HashMap::new();
+    let mut unique = Vec::new();
+    for (i, f) in found.iter().enumerate() {
+        first_of.entry(key_of(f)).or_insert_with(|| {
+            unique.push(i);
+            unique.len() - 1
+        });
+    }
+    let mut configs: Vec<(Result<String, String>, Option<ParsedConfig>)> = unique
+        .par_iter()
+        .map(|&i| match read_config(&found[i]) {
+            Ok((id, parsed)) => (Ok(id), Some(parsed)),
+            Err(e) => (Err(e), None),
+        })
+        .collect();
     let mut by_id: BTreeMap<String, Resolved> = BTreeMap::new();
-    for (f, config) in found.into_iter().zip(configs) {
-        match config {
-            Ok((id, parsed)) => {
+    for mut f in found {
+        let at = first_of[&key_of(&f)];
+        match configs[at].0.clone() {
+            Ok(id) => {
                 let r = by_id.entry(id.clone()).or_insert_with(|| Resolved {
                     found: Vec::new(),
                     id,
-                    config: Some(parsed),
+                    config: None,
                     errors: Vec::new(),
                 });
+                if r.config.is_none() {
+                    r.config = configs[at].1.take();
+                }
+                // only the first found copy's layers are read; the rest are names
+                if !r.found.is_empty() {
+                    f.layers = Arc::from([]);
+                }
                 r.found.push(f);
             }
             Err(message) => {
@@ -556,11 +588,19 @@ fn assemble(r: Resolved, facts: &HashMap<String, Result<LayerFacts, String>>) ->
     let mut references: BTreeSet<String> = BTreeSet::new();
     let mut locations: BTreeSet<Location> = BTreeSet::new();
     for f in &r.found {
-        references.extend(f.reference.clone());
-        locations.insert(Location {
-            source: f.source.clone(),
-            reference: f.reference.clone(),
-        });
+        for reference in f.reference.iter().chain(&f.also) {
+            references.insert(reference.clone());
+            locations.insert(Location {
+                source: f.source.clone(),
+                reference: Some(reference.clone()),
+            });
+        }
+        if f.reference.is_none() {
+            locations.insert(Location {
+                source: f.source.clone(),
+                reference: None,
+            });
+        }
     }
     let first = &r.found[0];
     let manifest_digest = r.found.iter().find_map(|f| f.manifest_digest.clone());

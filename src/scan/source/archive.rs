@@ -87,7 +87,7 @@ pub fn open_as(path: &Path, temp_dir: &Path, source: SourceRef) -> Result<Opened
         let config_key = normalize_member(&e.config);
         let config_digest = digest_from_member(&config_key);
         let known = config_digest.as_ref().and_then(|d| by_config.get(d));
-        let layers = e
+        let layers: Arc<[LayerRef]> = e
             .layers
             .iter()
             .enumerate()
@@ -120,9 +120,10 @@ pub fn open_as(path: &Path, temp_dir: &Path, source: SourceRef) -> Result<Opened
             manifest_digest: known.and_then(|k| k.manifest_digest.clone()),
             config_key: config_key.clone(),
             config_digest: config_digest.clone(),
-            layers: Vec::clone(&layers),
+            layers: layers.clone(),
             store: store.clone(),
             digest_checked_by_store: false,
+            also: Vec::new(),
         };
         if tags.is_empty() {
             images.push(make(None));

@@ -116,10 +116,14 @@ pub struct LayerRef {
 pub struct FoundImage {
     pub source: SourceRef,
     pub reference: Option<String>,
+    /// Other references to the same manifest in the same place (a registry's tags of
+    /// one image): one found image for them all, so a million tags cost their names.
+    pub also: Vec<String>,
     pub manifest_digest: Option<String>,
     pub config_key: String,
     pub config_digest: Option<String>,
-    pub layers: Vec<LayerRef>,
+    /// Shared between the tags of one manifest: a million tags are one list.
+    pub layers: Arc<[LayerRef]>,
     pub store: Arc<dyn BlobStore>,
     /// The store itself verifies each blob against its digest (oci-client does), so the
     /// layer reader need not hash the stored bytes again.

@@ -192,9 +192,10 @@ impl Walker {
             manifest_digest: Some(digest),
             config_key,
             config_digest: Some(config_digest),
-            layers,
+            layers: layers.into(),
             store: self.store.clone(),
             digest_checked_by_store: false,
+            also: Vec::new(),
         });
     }
 }

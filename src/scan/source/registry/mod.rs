@@ -99,6 +99,9 @@ struct Walker {
     shared: Arc<Shared>,
     manifest_dir: Option<PathBuf>,
     stores: Mutex<HashMap<String, Arc<RepoStore>>>,
+    /// Manifests read in this run, by digest (bounded by the distinct manifests, not the
+    /// tags): the thousandth tag of one image costs a `HEAD`, not a `GET`.
+    manifests: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<SeenManifest>>>>,
     source: SourceRef,
 }
 
@@ -149,6 +152,7 @@ pub fn walk(input: RegistryInput, cache_root: Option<&Path>) -> Result<Walk, Str
         shared,
         manifest_dir: registry_dir.map(|d| d.join("manifests")),
         stores: Mutex::new(HashMap::new()),
+        manifests: Mutex::new(HashMap::new()),
         source,
         input,
     };
@@ -168,6 +172,9 @@ pub fn walk(input: RegistryInput, cache_root: Option<&Path>) -> Result<Walk, Str
         runtime,
     })
 }
+
+/// A manifest's bytes, digest and media type, as read once in this run.
+type SeenManifest = (Arc<[u8]>, String, String);
 
 /// One tag or digest to resolve: `(repository, tag-or-digest)`.
 type Target = (String, String);
@@ -228,15 +235,33 @@ impl Walker {
                 .collect::<Result<_, _>>()?
         };
 
-        let resolved: Vec<_> = futures_util::stream::iter(targets.iter().map(|t| self.resolve(t)))
-            .buffered(self.input.concurrency.max(1) * 2)
-            .collect()
-            .await;
-        let mut images = Vec::new();
-        for ((repo, tag), r) in targets.iter().zip(resolved) {
+        // merged as they come: the tags of one manifest in one repository become one
+        // found image with their names (bounded by the distinct images, not the tags)
+        let mut resolved = futures_util::stream::iter(
+            targets
+                .iter()
+                .map(|t| async move { (t, self.resolve(t).await) }),
+        )
+        .buffered(self.input.concurrency.max(1) * 2);
+        let mut images: Vec<FoundImage> = Vec::new();
+        let mut at: HashMap<(String, String, String), usize> = HashMap::new();
+        while let Some(((repo, tag), r)) = futures_util::StreamExt::next(&mut resolved).await {
             match r {
                 Ok((found, skipped)) => {
-                    images.extend(found);
+                    for f in found {
+                        let key = (
+                            repo.clone(),
+                            f.manifest_digest.clone().unwrap_or_default(),
+                            f.config_key.clone(),
+                        );
+                        match at.get(&key) {
+                            Some(&i) => images[i].also.extend(f.reference),
+                            None => {
+                                at.insert(key, images.len());
+                                images.push(f);
+                            }
+                        }
+                    }
                     problems.extend(skipped);
                 }
                 Err(message) => problems.push(SourceProblem {
@@ -349,15 +374,42 @@ impl Walker {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string)
         };
-        if let Some(d) = &head_digest
-            && let Some(bytes) = self.cached_manifest(d)
-        {
-            let media = media_type_of(&bytes);
-            return Ok((bytes, d.clone(), media));
-        }
+        let Some(d) = head_digest else {
+            // no digest to know it by: read it, unshared
+            return self.get_manifest(url, &scope, None).await;
+        };
+        // one read per digest, even when its tags' HEADs all answer at once
+        let cell = self
+            .manifests
+            .lock()
+            .expect("memo lock")
+            .entry(d.clone())
+            .or_default()
+            .clone();
+        let (bytes, digest, media) = cell
+            .get_or_try_init(|| async {
+                if let Some(bytes) = self.cached_manifest(&d) {
+                    let media = media_type_of(&bytes);
+                    return Ok((Arc::from(bytes), d.clone(), media));
+                }
+                let (bytes, got, media) = self.get_manifest(url, &scope, Some(&d)).await?;
+                Ok::<_, String>((Arc::from(bytes), got, media))
+            })
+            .await?
+            .clone();
+        Ok((bytes.to_vec(), digest, media))
+    }
+
+    /// `GET` a manifest, verify it against the digest its `HEAD` named, cache it on disk.
+    async fn get_manifest(
+        &self,
+        url: Url,
+        scope: &str,
+        head_digest: Option<&str>,
+    ) -> Result<(Vec<u8>, String, String), String> {
         let res = self
             .http
-            .request(Method::GET, url, &scope, Some(MANIFEST_ACCEPT))
+            .request(Method::GET, url, scope, Some(MANIFEST_ACCEPT))
             .await
             .map_err(|e| e.to_string())?;
         if !res.status.is_success() {
@@ -368,9 +420,9 @@ impl Walker {
         }
         let bytes = res.body.to_vec();
         let got = sha256_digest(&bytes);
-        if let Some(want) = &head_digest
+        if let Some(want) = head_digest
             && want.starts_with("sha256:")
-            && *want != got
+            && want != got
         {
             return Err(format!(
                 "manifest hashes to {got}, but the registry names it {want}"
@@ -484,9 +536,10 @@ impl Walker {
             manifest_digest: Some(digest.to_string()),
             config_key: config_digest.clone(),
             config_digest: Some(config_digest),
-            layers,
+            layers: layers.into(),
             store,
             digest_checked_by_store: true,
+            also: Vec::new(),
         }))
     }
 }
