@@ -342,3 +342,69 @@ fn audit_runs_the_whole_pipeline_into_one_folder() {
         .unwrap();
     assert_eq!((t.images_delta, t.stored_bytes_delta), (0, 0));
 }
+
+#[test]
+fn audits_with_history_keep_every_run_and_chart_the_trend_over_all_of_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = demo(tmp.path());
+    let export = repo().join("fixtures/prefect1/export.graphql.json");
+    let layout = d.join("images/oci");
+    let cache = tmp.path().join("cache");
+    let work = tmp.path().join("ci");
+    std::fs::create_dir_all(&work).unwrap();
+    // as a weekly job runs it: no -o (a new reports/<time>/ each run), --history reports
+    let audit = || {
+        let o = run_in(
+            &work,
+            &[
+                "audit",
+                "--oci-dir",
+                p(&layout),
+                "--export",
+                p(&export),
+                "--cache-dir",
+                p(&cache),
+                "--history",
+                "reports",
+            ],
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        o
+    };
+    audit();
+    let second = audit();
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("previous report: reports/"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    audit();
+    // three runs within seconds: three folders, none overwritten
+    let mut runs: Vec<std::path::PathBuf> = std::fs::read_dir(work.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let newest = runs
+        .iter()
+        .map(|r| read_report(&r.join("report.json")))
+        .max_by_key(|r| r.trend.as_ref().map(|t| t.history.len()))
+        .unwrap();
+    let trend = newest.trend.unwrap();
+    assert_eq!(trend.history.len(), 2, "the two earlier runs");
+    assert!(trend.history.iter().all(|p| p.images == 5));
+    // the HTML charts three points: the two earlier reports and this one
+    let html_of = runs
+        .iter()
+        .map(|r| std::fs::read_to_string(r.join("report.html")).unwrap())
+        .find(|h| h.contains("data-point=\"2\""))
+        .expect("a report charting three points");
+    assert!(html_of.contains("id=\"trend-chart\""));
+    assert!(!html_of.contains("data-point=\"3\""));
+}

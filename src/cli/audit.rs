@@ -1,6 +1,7 @@
 //! `unsprawl audit`: scan → link flows → plan → report in one run, for the periodic CI
-//! job. Every document lands in one folder, so the job can keep it as an artifact and
-//! pass its `report.json` as `--previous` next time.
+//! job. Every document lands in one new folder (`reports/<UTC time>/`, never one an
+//! earlier run wrote), so the job keeps them all; `--history reports/` finds the newest
+//! earlier report itself for the trend.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,13 +26,13 @@ pub(super) struct AuditArgs {
     #[arg(long, value_name = "HOST/PATH")]
     image_registry: Option<String>,
     /// OCI layouts to scan.
-    #[arg(long = "oci-dir", value_name = "PATH")]
+    #[arg(long = "oci-dir", visible_alias = "with-oci-dir", value_name = "PATH")]
     oci_dir: Vec<PathBuf>,
     /// docker-save archives to scan.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, visible_alias = "with-archive", value_name = "FILE")]
     archive: Vec<PathBuf>,
     /// Registries or images to scan (as `scan registry` takes them).
-    #[arg(long, value_name = "HOST|REFERENCE")]
+    #[arg(long, visible_alias = "with-registry", value_name = "HOST|REFERENCE")]
     registry: Vec<String>,
     /// Scan a Docker engine: `default` (DOCKER_HOST or the default socket) or its address.
     #[arg(long, value_name = "HOST")]
@@ -39,7 +40,7 @@ pub(super) struct AuditArgs {
     #[command(flatten)]
     registry_args: RegistryArgs,
     /// Prefect 1 registrations: a saved GraphQL response or `prefect build` file.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["prefect1_api", "prefect_api"])]
+    #[arg(long, visible_alias = "export", value_name = "FILE", conflicts_with_all = ["prefect1_api", "prefect_api"])]
     prefect1_export: Option<PathBuf>,
     /// Prefect 1 GraphQL endpoint (key from $PREFECT__CLOUD__API_KEY).
     #[arg(long, value_name = "URL", conflicts_with = "prefect_api")]
@@ -53,9 +54,20 @@ pub(super) struct AuditArgs {
     /// Planning rules merged over the built-in default.
     #[arg(long = "rules", value_name = "FILE")]
     rules: Vec<PathBuf>,
-    /// The last audit's `report.json`, for the trend.
+    /// A checkout of the flows' git repository: what each flow file imports joins its
+    /// requirement (as `scan prefect1 --flows-repo`).
+    #[arg(long, value_name = "DIR")]
+    flows_repo: Option<PathBuf>,
+    /// Exit 1 when a flow is dangling or has problems (as the scan commands' `--strict`).
     #[arg(long)]
+    strict: bool,
+    /// The last audit's `report.json`, for the trend.
+    #[arg(long, conflicts_with = "history")]
     previous: Option<PathBuf>,
+    /// A folder of earlier audits (`reports/`): the newest `*/report.json` in it is the
+    /// previous report, and the trend carries its history on.
+    #[arg(long, value_name = "DIR")]
+    history: Option<PathBuf>,
     /// Exit 1 when broken: images>N, orphans>N, dangling>N, stale>N, growth>P%.
     #[arg(long = "fail-on", value_name = "RULE")]
     fail_on: Vec<Rule>,
@@ -64,13 +76,58 @@ pub(super) struct AuditArgs {
     /// Layer cache (default: the user's cache dir + /unsprawl); audits are incremental.
     #[arg(long, env = "UNSPRAWL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
-    /// Where everything goes (default `reports/<today>/`).
+    /// Where everything goes (default `reports/<UTC time>/`, a new folder every run).
     #[arg(short, long)]
     output: Option<PathBuf>,
 }
 
+/// The newest earlier report under `history`: by its `generated_at`, then its folder name.
+fn newest_report(history: &std::path::Path) -> Result<Option<PathBuf>> {
+    use anyhow::Context;
+    let entries = match std::fs::read_dir(history) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("--history {}", history.display()));
+        }
+    };
+    let mut found: Vec<(String, PathBuf)> = vec![];
+    for e in entries.flatten() {
+        let path = e.path().join("report.json");
+        if !path.is_file() {
+            continue;
+        }
+        // a report another tool or an old unsprawl left is skipped, not fatal
+        let Ok(r) = super::report::read_previous(&path) else {
+            continue;
+        };
+        found.push((r.generated_at.unwrap_or_default(), path));
+    }
+    found.sort();
+    Ok(found.pop().map(|(_, p)| p))
+}
+
+/// `reports/<UTC time>/`, or with `-2`, `-3`… when a run in the same second made it.
+fn new_run_dir() -> PathBuf {
+    let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let stamp = now.trim_end_matches('Z').replace(':', "");
+    let base = PathBuf::from("reports").join(format!("{stamp}Z"));
+    let mut dir = base.clone();
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = PathBuf::from(format!("{}-{n}", base.display()));
+    }
+    dir
+}
+
 pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
-    let dir = a.output.clone().unwrap_or_else(super::report::today_dir);
+    let dir = a.output.clone().unwrap_or_else(new_run_dir);
+    let previous_path = match (&a.previous, &a.history) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(h)) => newest_report(h)?,
+        (None, None) => None,
+    };
     let mut inputs: Vec<Input> = a.oci_dir.iter().cloned().map(Input::OciDir).collect();
     inputs.extend(a.archive.iter().cloned().map(Input::Archive));
     if !a.registry.is_empty() {
@@ -124,7 +181,7 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     };
     if let Some(from) = &from {
         let aliases = super::parse_aliases(&a.aliases)?;
-        super::add_flows(&mut inv, from, &aliases, None)?;
+        super::add_flows(&mut inv, from, &aliases, a.flows_repo.as_deref())?;
         super::print_flow_summary(&inv, &inv_path);
     }
     super::write_json(&inv_path, &inv)?;
@@ -144,11 +201,13 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         super::plan::print_plan_summary(&solved.plan, &plan_path);
         Some(solved.plan)
     };
-    let previous = a
-        .previous
+    let previous = previous_path
         .as_deref()
         .map(super::report::read_previous)
         .transpose()?;
+    if let Some(p) = &previous_path {
+        eprintln!("previous report: {}", p.display());
+    }
     let mut r = crate::report::build(
         &inv,
         plan.as_ref(),
@@ -163,7 +222,7 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     r.inputs = super::report::report_inputs(
         &inv_path,
         plan.as_ref().map(|_| plan_path.as_path()),
-        a.previous.as_deref(),
+        previous_path.as_deref(),
         &dir,
     )?;
     let written = super::report::write_report(&r, &dir, &super::report::ALL_FORMATS)?;
@@ -172,6 +231,16 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         eprintln!(
             "incomplete: {} source problem(s) in the inventory; the report covers what could be read (exit 1; --allow-partial for 0)",
             inv.errors.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let links = inv.flow_links.clone().unwrap_or_default();
+    let flows_clean = links.dangling.is_empty() && inv.flows.iter().all(|f| f.problems.is_empty());
+    if a.strict && !flows_clean {
+        eprintln!(
+            "strict: {} dangling flow(s) and {} with problems (exit 1)",
+            links.dangling.len(),
+            inv.flows.iter().filter(|f| !f.problems.is_empty()).count()
         );
         return Ok(ExitCode::from(1));
     }

@@ -171,6 +171,34 @@ pub struct Trend {
     pub growth_percent: f64,
     pub new_images: Vec<String>,
     pub gone_images: Vec<String>,
+    /// The earlier reports this one follows, oldest first (carried on from the previous
+    /// report's own history, the last [`HISTORY_POINTS`] kept): the trend chart's points
+    /// before this report's.
+    #[serde(default)]
+    pub history: Vec<HistoryPoint>,
+}
+
+/// How many earlier reports a trend keeps: two years of weekly audits.
+pub const HISTORY_POINTS: usize = 104;
+
+/// One earlier report, as the trend chart plots it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct HistoryPoint {
+    pub generated_at: Option<String>,
+    pub images: usize,
+    pub tags: usize,
+    pub stored_bytes_unique: u64,
+}
+
+impl HistoryPoint {
+    pub fn of(r: &Report) -> HistoryPoint {
+        HistoryPoint {
+            generated_at: r.generated_at.clone(),
+            images: r.totals.images,
+            tags: r.totals.tags,
+            stored_bytes_unique: r.totals.stored_bytes_unique,
+        }
+    }
 }
 
 pub struct Options {
@@ -488,7 +516,16 @@ pub fn build(
                 .unwrap_or_else(|| id.chars().take(19).collect())
         };
         let delta = totals.stored_bytes_unique as i64 - prev.totals.stored_bytes_unique as i64;
+        let mut history: Vec<HistoryPoint> = prev
+            .trend
+            .as_ref()
+            .map(|t| t.history.clone())
+            .unwrap_or_default();
+        history.push(HistoryPoint::of(prev));
+        let excess = history.len().saturating_sub(HISTORY_POINTS);
+        history.drain(..excess);
         Trend {
+            history,
             previous_generated_at: prev.generated_at.clone(),
             images_before: prev.totals.images,
             images_delta: totals.images as i64 - prev.totals.images as i64,

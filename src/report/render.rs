@@ -77,10 +77,23 @@ pub fn html(r: &Report) -> Result<String, minijinja::Error> {
             "",
         )
     });
+    let trend_chart = r.trend.as_ref().map(|t| {
+        let mut points: Vec<(String, f64)> = t
+            .history
+            .iter()
+            .map(|p| (day(p.generated_at.as_deref()), p.stored_bytes_unique as f64))
+            .collect();
+        points.push((
+            day(r.generated_at.as_deref()),
+            r.totals.stored_bytes_unique as f64,
+        ));
+        line_chart("Stored bytes (distinct layers), report by report", &points)
+    });
     env().get_template("report.html")?.render(context! {
         r => Serde(r),
         charts => charts,
         plan_chart => plan_chart,
+        trend_chart => trend_chart,
     })
 }
 
@@ -129,6 +142,71 @@ fn escape(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+}
+
+/// The date of an RFC 3339 time (`2026-12-01`), or `now` for a report without one.
+fn day(at: Option<&str>) -> String {
+    at.map(|t| t.chars().take(10).collect())
+        .unwrap_or_else(|| "now".into())
+}
+
+/// A line chart of one value over reports, as inline SVG (a point per report, labelled
+/// with its date; the last point is this report).
+pub fn line_chart(title: &str, points: &[(String, f64)]) -> String {
+    let (w, h, left, top, bottom) = (720.0, 220.0, 90.0, 30.0, 40.0);
+    let plot_w = w - left - 20.0;
+    let plot_h = h - top - bottom;
+    let max = points.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0);
+    let step = if points.len() > 1 {
+        plot_w / (points.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let xy: Vec<(f64, f64)> = points
+        .iter()
+        .enumerate()
+        .map(|(i, (_, v))| (left + step * i as f64, top + plot_h * (1.0 - v / max)))
+        .collect();
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<figure class="chart" id="trend-chart"><svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{t}" viewBox="0 0 {w} {h}" width="{w}" height="{h}" style="max-width:100%;height:auto"><title>{t}</title><text x="0" y="16" class="chart-title">{t}</text>"#,
+        t = escape(title),
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{x}" y="{y}" text-anchor="end" class="chart-label">{top_label}</text><text x="{x}" y="{y0}" text-anchor="end" class="chart-label">0</text>"#,
+        x = left - 8.0,
+        y = top + 4.0,
+        y0 = top + plot_h + 4.0,
+        top_label = HumanBytes(max as u64),
+    );
+    let path: Vec<String> = xy.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+    let _ = write!(
+        svg,
+        r#"<polyline points="{}" fill="none" stroke="var(--bar)" stroke-width="2"/>"#,
+        path.join(" ")
+    );
+    // at most ~8 date labels, always the first and the last
+    let every = points.len().div_ceil(8).max(1);
+    for (i, ((label, value), (x, y))) in points.iter().zip(&xy).enumerate() {
+        let _ = write!(
+            svg,
+            r#"<circle cx="{x:.1}" cy="{y:.1}" r="4" class="bar" data-point="{i}"><title>{l}: {v}</title></circle>"#,
+            l = escape(label),
+            v = HumanBytes(*value as u64),
+        );
+        if i % every == 0 || i + 1 == points.len() {
+            let _ = write!(
+                svg,
+                r#"<text x="{x:.1}" y="{ly}" text-anchor="middle" class="chart-label">{l}</text>"#,
+                ly = top + plot_h + 20.0,
+                l = escape(label),
+            );
+        }
+    }
+    svg.push_str("</svg></figure>");
+    svg
 }
 
 /// A horizontal bar chart as inline SVG, coloured by CSS variables (dark-mode safe).
