@@ -13,6 +13,7 @@ mod build;
 mod migrate;
 mod plan;
 mod report;
+pub mod say;
 
 use crate::fixture;
 use crate::inventory::{Inventory, Status};
@@ -31,6 +32,13 @@ const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (layer analyser 
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Say only errors on stderr: the documents and the exit code are the result.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Every line of every list and each flow's details; -vv adds tracing events
+    /// (requests, retries, cache hits), as RUST_LOG=unsprawl=debug does.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
 }
 
 // Parsed once per process: the size of the largest variant costs nothing.
@@ -326,6 +334,7 @@ enum Shape {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    say::set(cli.quiet, cli.verbose);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -588,8 +597,8 @@ fn run_scan(inputs: &[Input], a: &ScanArgs) -> Result<ExitCode> {
     print_summary(&inv, &stats, &a.output);
     if !a.allow_partial && !inv.errors.is_empty() {
         eprintln!(
-            "incomplete: {} source problem(s) above; the inventory holds what could be read (exit 1; --allow-partial for 0)",
-            inv.errors.len()
+            "incomplete: {} above; the inventory holds what could be read (exit 1; --allow-partial for 0)",
+            say::count(inv.errors.len(), "source problem", "source problems")
         );
         return Ok(ExitCode::from(1));
     }
@@ -650,7 +659,7 @@ fn hint(message: &str) -> &'static str {
 
 /// A short human summary on stderr; the document itself is the real output.
 fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
-    let mut e = std::io::stderr().lock();
+    let mut e = say::summary();
     let _ = writeln!(
         e,
         "{} images, {} distinct layers ({} read, {} from cache) → {}",
@@ -660,6 +669,7 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
         stats.layers_from_cache,
         out.display()
     );
+    let mut list = say::List::new(&mut e);
     for img in &inv.images {
         let mut name = img
             .references
@@ -710,10 +720,9 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
             }
             None => String::new(),
         };
-        let _ = writeln!(e, "  {status:<7} {name}  {detail}");
+        let mut lines = vec![format!("  {status:<7} {name}  {detail}")];
         for p in &img.errors {
-            let _ = writeln!(
-                e,
+            lines.push(format!(
                 "          {}{}{}",
                 p.layer
                     .as_deref()
@@ -724,9 +733,11 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
                     .map(|p| format!("{p}: "))
                     .unwrap_or_default(),
                 p.message
-            );
+            ));
         }
+        list.entry(&lines);
     }
+    list.finish(&out.display().to_string());
     for p in &inv.errors {
         let _ = writeln!(
             e,
@@ -905,7 +916,7 @@ fn add_flows(
 }
 
 fn print_flow_summary(inv: &Inventory, out: &Path) {
-    let mut e = std::io::stderr().lock();
+    let mut e = say::summary();
     let links = inv.flow_links.clone().unwrap_or_default();
     let linked = inv
         .flows
@@ -916,9 +927,9 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
         String::new()
     } else {
         format!(
-            "; {} not live (archived or superseded, never planned), {} image(s) only they use",
+            "; {} not live (archived or superseded, never planned), {} only they use",
             links.not_live.len(),
-            links.archived_only.len()
+            say::count(links.archived_only.len(), "image", "images")
         )
     };
     let migrated = if links.already_migrated.is_empty() {
@@ -928,14 +939,15 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
     };
     let _ = writeln!(
         e,
-        "{} flows: {linked} linked, {} dangling, {} without an image{migrated}; {} orphan images, {} shared images{not_live} → {}",
-        inv.flows.len(),
+        "{}: {linked} linked, {} dangling, {} without an image{migrated}; {}, {}{not_live} → {}",
+        say::count(inv.flows.len(), "flow", "flows"),
         links.dangling.len(),
         links.no_image.len(),
-        links.orphans.len(),
-        links.shared.len(),
+        say::count(links.orphans.len(), "orphan image", "orphan images"),
+        say::count(links.shared.len(), "shared image", "shared images"),
         out.display()
     );
+    let mut list = say::List::new(&mut e);
     for f in &inv.flows {
         let needs = f
             .requirement
@@ -968,18 +980,19 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
             f.project.as_deref().unwrap_or(&f.system),
             f.image_reference.as_deref().unwrap_or("-")
         );
-        let _ = writeln!(e, "{}", line.trim_end());
+        let mut lines = vec![line.trim_end().to_string()];
         for p in &f.problems {
-            let _ = writeln!(e, "            {}", p.message);
+            lines.push(format!("            {}", p.message));
         }
         if !f.link.same_name_elsewhere.is_empty() {
-            let _ = writeln!(
-                e,
+            lines.push(format!(
                 "            same repository and tag scanned as {} (use --registry-alias to link)",
                 f.link.same_name_elsewhere.join(", ")
-            );
+            ));
         }
+        list.entry(&lines);
     }
+    list.finish(&out.display().to_string());
     for p in &inv.errors {
         let _ = writeln!(
             e,
@@ -1008,7 +1021,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         .map(|n| corpus.build(n))
         .collect::<Result<_>>()?;
     fixture::write_docker_archive(&archive, &saved, fixture::ArchiveShape::Classic)?;
-    eprintln!(
+    say::say!(
         "demo: built {} fixture images into {}",
         images.len(),
         out.join("images").display()
@@ -1068,7 +1081,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
         &runtime_dir,
         &out.join("cache"),
     )?;
-    eprintln!("{built_note}");
+    say::say!("{built_note}");
     let seen = crate::migrate::runtime_image::check(
         &solved.plan,
         &crate::migrate::runtime_image::Location::Layout(runtime_dir),
@@ -1132,7 +1145,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
     let report_dir = out.join("report");
     r.inputs = report::report_inputs(&inv_path, Some(&plan_path), None, &report_dir)?;
     let written = report::write_report(&r, &report_dir, &report::ALL_FORMATS)?;
-    eprintln!("report: {}", written.join(", "));
+    say::say!("report: {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1188,9 +1201,9 @@ fn build_demo_images(
     let refs: Vec<&build::Built> = built.iter().collect();
     build::publish::write_layout(dir, &refs)?;
     Ok(format!(
-        "build: {} of {} runtime image(s) → {}\n{}",
+        "build: {} of {} → {}\n{}",
         built.len(),
-        plan.runtime_images.len(),
+        say::count(plan.runtime_images.len(), "runtime image", "runtime images"),
         dir.display(),
         lines.join("\n")
     ))
@@ -1230,7 +1243,7 @@ fn build_fixtures(a: &FixtureArgs) -> Result<ExitCode> {
         };
         fixture::push::push(&images, host, true, auth)?;
     }
-    eprintln!("built {} images", images.len());
+    say::say!("built {} images", images.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -32,6 +32,38 @@ fn demo_summary() {
 }
 
 #[test]
+fn quiet_says_nothing_verbose_says_every_detail_and_vv_traces() {
+    let tmp = tempfile::tempdir().unwrap();
+    let quiet = run_in(tmp.path(), &["demo", "-o", "out", "--quiet"]);
+    assert!(quiet.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&quiet.stderr),
+        "",
+        "--quiet: errors only"
+    );
+    assert!(
+        tmp.path().join("out/report/report.html").exists(),
+        "the documents are written"
+    );
+    let verbose = run_in(tmp.path(), &["demo", "-o", "out", "-v"]);
+    assert!(verbose.status.success());
+    insta::assert_snapshot!(String::from_utf8_lossy(&verbose.stderr));
+    let traced = run_in(tmp.path(), &["demo", "-o", "out", "-vv"]);
+    let err = String::from_utf8_lossy(&traced.stderr);
+    assert!(
+        err.contains("DEBUG layer sha256:") && err.contains(": from the cache"),
+        "{err}"
+    );
+    assert!(
+        run_in(tmp.path(), &["demo", "-o", "out", "-q", "-v"])
+            .status
+            .code()
+            == Some(2),
+        "--quiet and -v exclude each other"
+    );
+}
+
+#[test]
 fn rules_error_in_a_list_form() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(run_in(tmp.path(), &["demo", "-o", "out"]).status.success());

@@ -211,10 +211,20 @@ fn flows_move_to_git_storage_validated_by_prefect_1_4_1_resumed_and_rolled_back(
         "-o",
         p(&out),
     ];
+    // the default summary is one screen: 20 flows, the rest counted, no field diffs
     let o = run(&base);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("24 flows: 24 ready, 0 refused"), "{err}");
+    assert!(err.contains("… and 4 more in"), "{err}");
+    assert!(!err.contains("storage.type:"), "{err}");
+    // -v: every flow with its field diff
+    let mut verbose = base.to_vec();
+    verbose.push("-v");
+    let o = run(&verbose);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert_eq!(err.matches("  ready    ").count(), 24, "{err}");
     assert!(err.contains("storage.type: \"Docker\" → \"Git\""), "{err}");
     assert!(err.contains("+ storage.tag: \"flows-2024.11\""), "{err}");
     assert!(

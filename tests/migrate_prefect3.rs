@@ -338,8 +338,10 @@ fn deployments_migrate_resume_after_a_kill_and_roll_back_to_the_byte() {
         })),
     );
 
-    // dry run: every deployment ready, the diff printed, nothing changed on the server
-    let o = run(&base);
+    // dry run: every deployment ready, the diff printed (-v), nothing changed on the server
+    let mut verbose = base.to_vec();
+    verbose.push("-v");
+    let o = run(&verbose);
     assert!(o.status.success(), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("24 flows: 24 ready, 0 refused"), "{err}");

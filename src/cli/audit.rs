@@ -206,7 +206,7 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         .map(super::report::read_previous)
         .transpose()?;
     if let Some(p) = &previous_path {
-        eprintln!("previous report: {}", p.display());
+        super::say::say!("previous report: {}", p.display());
     }
     let mut r = crate::report::build(
         &inv,
@@ -226,11 +226,11 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         &dir,
     )?;
     let written = super::report::write_report(&r, &dir, &super::report::ALL_FORMATS)?;
-    eprintln!("report: {}", written.join(", "));
+    super::say::say!("report: {}", written.join(", "));
     if incomplete {
         eprintln!(
-            "incomplete: {} source problem(s) in the inventory; the report covers what could be read (exit 1; --allow-partial for 0)",
-            inv.errors.len()
+            "incomplete: {} in the inventory; the report covers what could be read (exit 1; --allow-partial for 0)",
+            super::say::count(inv.errors.len(), "source problem", "source problems")
         );
         return Ok(ExitCode::from(1));
     }
@@ -238,8 +238,8 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     let flows_clean = links.dangling.is_empty() && inv.flows.iter().all(|f| f.problems.is_empty());
     if a.strict && !flows_clean {
         eprintln!(
-            "strict: {} dangling flow(s) and {} with problems (exit 1)",
-            links.dangling.len(),
+            "strict: {} and {} with problems (exit 1)",
+            super::say::count(links.dangling.len(), "dangling flow", "dangling flows"),
             inv.flows.iter().filter(|f| !f.problems.is_empty()).count()
         );
         return Ok(ExitCode::from(1));

@@ -164,7 +164,8 @@ pub(super) fn run(a: &BuildArgs) -> Result<ExitCode> {
                 if pusher.is_some() {
                     match pushed.next().expect("one push per built image") {
                         Ok(Pushed::Pushed { uploaded, mounted }) => notes.push(format!(
-                            "pushed: {uploaded} blob(s) uploaded, {mounted} mounted from the repository they were scanned in"
+                            "pushed: {} uploaded, {mounted} mounted from the repository they were scanned in",
+                            super::say::count(uploaded, "blob", "blobs")
                         )),
                         Ok(Pushed::AlreadyThere { same_digest }) => {
                             status = "skipped";
@@ -206,12 +207,12 @@ pub(super) fn run(a: &BuildArgs) -> Result<ExitCode> {
 
 fn print_summary(doc: &BuildDoc, out: Option<&Path>) {
     use std::io::Write;
-    let mut e = std::io::stderr().lock();
+    let mut e = super::say::summary();
     let count = |s: &str| doc.images.iter().filter(|i| i.status == s).count();
     let _ = writeln!(
         e,
-        "build: {} runtime image(s): {} built, {} already in the registry, {} refused{}",
-        doc.images.len(),
+        "build: {}: {} built, {} already in the registry, {} refused{}",
+        super::say::count(doc.images.len(), "runtime image", "runtime images"),
         count("built"),
         count("skipped"),
         count("refused"),

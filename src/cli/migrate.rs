@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+
+use super::say;
 use clap::{Args, ValueEnum};
 
 use crate::inventory::Inventory;
@@ -261,7 +263,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     migrate::documents::write(&m, &a.output)?;
     print_summary(&m, &a.output);
     if !a.apply {
-        eprintln!(
+        say::say!(
             "dry run: nothing was written to the server (add --apply to write the ready flows)"
         );
         return Ok(exit_for(&m));
@@ -269,7 +271,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
     let endpoint = endpoint.expect("checked before preparing");
     let journal = a.output.join("journal.jsonl");
     let out = apply::apply(&m, &endpoint, &journal, a.pause).map_err(anyhow::Error::msg)?;
-    eprintln!(
+    say::say!(
         "applied: {} written, {} already migrated, {} refused (not written); journal {}",
         out.written.len(),
         out.already.len(),
@@ -354,48 +356,83 @@ pub(super) fn migration_inputs(
 }
 
 pub(super) fn print_summary(m: &Migration, dir: &Path) {
-    let mut e = std::io::stderr().lock();
+    use super::say::{self, List, count};
+    let mut e = say::summary();
     let r = &m.git.git_ref;
+    let kind = match r.kind {
+        gitref::RefKind::Branch => "branch",
+        gitref::RefKind::Tag => "tag",
+    };
     let _ = writeln!(
         e,
-        "git: {} at {:?} {} ({:.12}, from {})",
-        m.git.url, r.kind, r.name, r.commit, r.decided_by
+        "git: {} at {kind} {} ({:.12}, from {})",
+        m.git.url, r.name, r.commit, r.decided_by
     );
     for n in &r.notes {
         let _ = writeln!(e, "  note: {n}");
     }
     let _ = writeln!(
         e,
-        "{} flows: {} ready, {} refused, {} already migrated; {} not touched → {}",
-        m.summary.items,
+        "{}: {} ready, {} refused, {} already migrated; {} not touched → {}",
+        count(m.summary.items, "flow", "flows"),
         m.summary.ready,
         m.summary.refused,
         m.summary.done,
         m.summary.skipped,
         dir.display()
     );
-    for s in &m.skipped {
-        let _ = writeln!(e, "  {:<8} {}: {}", "skipped", s.name, s.reason);
-    }
-    for it in &m.items {
+    let whole = dir.join("diff.md").display().to_string();
+    let mut list = List::new(&mut e);
+    // the refused first (what the reader must act on), then the untouched, then the rest
+    let order = |s: Status| match s {
+        Status::Refused => 0,
+        Status::Ready => 1,
+        Status::Done => 2,
+    };
+    let mut items: Vec<&migrate::Item> = m.items.iter().collect();
+    items.sort_by_key(|it| order(it.status));
+    let refused = items
+        .iter()
+        .take_while(|it| it.status == Status::Refused)
+        .count();
+    for (i, it) in items.into_iter().enumerate() {
+        // then what was not touched, and why: the next thing a reader looks for
+        if i == refused {
+            for s in &m.skipped {
+                list.entry(&[format!("  {:<8} {}: {}", "skipped", s.name, s.reason)]);
+            }
+        }
         let status = match it.status {
             Status::Ready => "ready",
             Status::Refused => "refused",
             Status::Done => "done",
         };
-        let _ = writeln!(e, "  {status:<8} {} → {}", it.title(), it.runtime_image);
+        let mut lines = vec![format!(
+            "  {status:<8} {} → {}",
+            it.title(),
+            it.runtime_image
+        )];
         for c in it.checks.iter().filter(|c| !c.ok) {
-            let _ = writeln!(e, "           ✗ {}: {}", c.check, c.detail);
+            lines.push(format!("           ✗ {}: {}", c.check, c.detail));
         }
-        for n in &it.notes {
-            let _ = writeln!(e, "           note: {n}");
-        }
-        if it.status == Status::Ready {
-            for l in migrate::diff::fields(&it.before, &it.after) {
-                let _ = writeln!(e, "           {l}");
+        if say::details() {
+            for n in &it.notes {
+                lines.push(format!("           note: {n}"));
+            }
+            if it.status == Status::Ready {
+                for l in migrate::diff::fields(&it.before, &it.after) {
+                    lines.push(format!("           {l}"));
+                }
             }
         }
+        list.entry(&lines);
     }
+    if refused == m.items.len() {
+        for s in &m.skipped {
+            list.entry(&[format!("  {:<8} {}: {}", "skipped", s.name, s.reason)]);
+        }
+    }
+    list.finish(&whole);
 }
 
 pub(super) fn rollback(a: &RollbackArgs) -> Result<ExitCode> {
@@ -420,7 +457,7 @@ pub(super) fn rollback(a: &RollbackArgs) -> Result<ExitCode> {
     };
     let out = apply::rollback(&a.journal, &ep, a.apply, a.force, |l| eprintln!("{l}"))
         .map_err(anyhow::Error::msg)?;
-    eprintln!(
+    say::say!(
         "rollback{}: {} {}, {} already as before, {} changed since and left alone",
         if a.apply { "" } else { " (dry run)" },
         out.written.len(),
@@ -429,7 +466,7 @@ pub(super) fn rollback(a: &RollbackArgs) -> Result<ExitCode> {
         out.refused.len()
     );
     if !a.apply {
-        eprintln!("dry run: nothing was written (add --apply to restore)");
+        say::say!("dry run: nothing was written (add --apply to restore)");
     }
     Ok(if out.refused.is_empty() {
         ExitCode::SUCCESS

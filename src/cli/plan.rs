@@ -165,7 +165,7 @@ pub(super) fn plan_inputs(
 pub(super) fn write_plan(solved: &plan::Solved, output: &Path) -> Result<()> {
     if output == Path::new("-") {
         // the document alone: its Dockerfiles and requirements need a folder
-        eprintln!(
+        super::say::say!(
             "plan: the plan goes to standard output; runtime-images/ is not written (give -o FILE for it)"
         );
         return super::write_json(output, &solved.plan);
@@ -193,7 +193,8 @@ pub(super) fn write_plan(solved: &plan::Solved, output: &Path) -> Result<()> {
 
 pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
     let s = &plan.summary;
-    let mut e = std::io::stderr().lock();
+    use super::say::{self, List, count};
+    let mut e = say::summary();
     let bound = if plan.objective == "bytes" {
         format!("the fewest-images plan has {}", s.fewest_images.images)
     } else if s.optimal {
@@ -206,21 +207,25 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
     };
     let _ = writeln!(
         e,
-        "plan: {} of {} flows on {} runtime image(s) (lower bound {}: {bound}); today they use {} image(s)",
-        s.planned, s.flows, s.runtime_images, s.lower_bound, s.current_images
+        "plan: {} of {} on {} (lower bound {}: {bound}); today they use {}",
+        s.planned,
+        count(s.flows, "flow", "flows"),
+        count(s.runtime_images, "runtime image", "runtime images"),
+        s.lower_bound,
+        count(s.current_images, "image", "images")
     );
     if s.excluded > 0 {
         let _ = writeln!(
             e,
-            "  {} registration(s) left out: not live or already migrated",
-            s.excluded
+            "  {} left out: not live or already migrated",
+            count(s.excluded, "registration", "registrations")
         );
     }
     if s.splits > 0 {
         let _ = writeln!(
             e,
-            "  {} image(s) split to stay under [image] max_bytes",
-            s.splits
+            "  {} split to stay under [image] max_bytes",
+            count(s.splits, "image", "images")
         );
     }
     if plan.objective == "bytes" {
@@ -233,12 +238,17 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
             HumanBytes(s.fewest_images.unneeded_bytes)
         );
     }
-    for img in plan.runtime_images.iter().take(20) {
+    let shown = if say::details() {
+        plan.runtime_images.len()
+    } else {
+        say::LIST_LIMIT
+    };
+    for img in plan.runtime_images.iter().take(shown) {
         let _ = writeln!(
             e,
-            "  {}  {} flow(s), {} pins, ~{}",
+            "  {}  {}, {} pins, ~{}",
             img.name,
-            img.members.len(),
+            count(img.members.len(), "flow", "flows"),
             img.requirements.len(),
             HumanBytes(img.estimated_bytes)
         );
@@ -271,15 +281,28 @@ pub(super) fn print_plan_summary(plan: &Plan, out: &Path) {
             );
         }
     }
-    if plan.runtime_images.len() > 20 {
-        let _ = writeln!(e, "  … {} more in the plan", plan.runtime_images.len() - 20);
+    if plan.runtime_images.len() > shown {
+        let _ = writeln!(
+            e,
+            "  … and {} more runtime images in {} (-v lists them all)",
+            plan.runtime_images.len() - shown,
+            out.display()
+        );
     }
+    let mut list = List::new(&mut e);
     for u in &plan.unplanned {
-        let _ = writeln!(e, "  not planned: {} ({}): {}", u.flow, u.name, u.reason);
+        list.entry(&[format!(
+            "  not planned: {} ({}): {}",
+            u.flow, u.name, u.reason
+        )]);
     }
     for u in &plan.excluded {
-        let _ = writeln!(e, "  left out:    {} ({}): {}", u.flow, u.name, u.reason);
+        list.entry(&[format!(
+            "  left out:    {} ({}): {}",
+            u.flow, u.name, u.reason
+        )]);
     }
+    list.finish(&out.display().to_string());
     let dir = out
         .parent()
         .filter(|p| !p.as_os_str().is_empty())

@@ -150,7 +150,7 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
     } else {
         write_report(&r, &dir, &a.format)?
     };
-    eprintln!(
+    super::say::say!(
         "report: {} images ({} tags, {} distinct layers), {} orphan, {} dangling, {} stale{} → {}",
         r.totals.images,
         r.totals.tags,

@@ -66,7 +66,14 @@ pub async fn call(
             }
         };
         match policy.next_wait(&mut backoff, hint) {
-            Some(wait) => tokio::time::sleep(wait).await,
+            Some(wait) => {
+                tracing::info!(
+                    "{last}; try {} again in {:.1} s",
+                    tries + 1,
+                    wait.as_secs_f64()
+                );
+                tokio::time::sleep(wait).await
+            }
             None => return Err(CallError::GaveUp { tries, last }),
         }
     }

@@ -454,10 +454,14 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
         });
         match cached {
             Some(f) => {
+                tracing::debug!("layer {key}: from the cache");
                 stats.layers_from_cache += 1;
                 facts.insert(key, Ok(f));
             }
-            None => todo.push((key, job)),
+            None => {
+                tracing::debug!("layer {key}: not cached, to read");
+                todo.push((key, job))
+            }
         }
     }
     stats.layers_read = todo.len();

@@ -260,6 +260,13 @@ impl Http {
                 },
             };
             let status = res.status();
+            // the path only: a URL a registry redirects to may carry a signed query
+            tracing::debug!(
+                "{method} {}{} → HTTP {}",
+                self.host,
+                url.path(),
+                status.as_u16()
+            );
             self.note_rate_limit(res.headers());
             if status == StatusCode::UNAUTHORIZED {
                 self.breaker.succeeded();
@@ -303,6 +310,13 @@ impl Http {
         }
         match self.retry.next_wait(&mut attempt.backoff, hint) {
             Some(wait) => {
+                tracing::info!(
+                    "{}{}: {last}; try {} again in {:.1} s",
+                    self.host,
+                    url.path(),
+                    attempt.tries + 1,
+                    wait.as_secs_f64()
+                );
                 tokio::time::sleep(wait).await;
                 Ok(())
             }
