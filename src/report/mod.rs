@@ -30,8 +30,12 @@ pub struct Report {
     pub inventory_scanned_at: Option<String>,
     pub sources: Vec<String>,
     pub totals: Totals,
-    /// By repository (registry host and path, without tag).
+    /// By repository (registry host and path, without tag), largest first.
     pub repositories: Vec<RepositoryRow>,
+    /// By team (the flows' Prefect project), largest first: what each team's live flows
+    /// run on today and on how many runtime images the plan puts them.
+    #[serde(default)]
+    pub teams: Vec<TeamRow>,
     /// How many images have each Python minor / Prefect version / OS.
     pub python_versions: BTreeMap<String, usize>,
     pub prefect_versions: BTreeMap<String, usize>,
@@ -100,6 +104,19 @@ pub struct RepositoryRow {
     pub images: usize,
     pub tags: usize,
     pub stored_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TeamRow {
+    /// The Prefect project (`(no project)` for deployments without one).
+    pub team: String,
+    pub live_flows: usize,
+    /// Distinct images those flows run on today.
+    pub images: usize,
+    /// Σ stored bytes of the distinct layers of those images.
+    pub stored_bytes: u64,
+    /// Distinct runtime images the plan puts the team's planned flows on.
+    pub runtime_images: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -481,6 +498,7 @@ pub fn build(
         })
         .collect();
 
+    let teams = team_rows(inv, plan);
     let plan = plan.map(|p| {
         let used: BTreeSet<&str> = p
             .flows
@@ -564,7 +582,16 @@ pub fn build(
             .map(|s| format!("{} {}", s.kind, s.location))
             .collect(),
         totals,
-        repositories: repositories.into_values().collect(),
+        repositories: {
+            let mut rows: Vec<RepositoryRow> = repositories.into_values().collect();
+            rows.sort_by(|a, b| {
+                b.stored_bytes
+                    .cmp(&a.stored_bytes)
+                    .then_with(|| a.repository.cmp(&b.repository))
+            });
+            rows
+        },
+        teams,
         python_versions: python,
         prefect_versions: prefect,
         operating_systems: oses,
@@ -586,6 +613,56 @@ pub fn build(
     };
     report.violations = policy::check(&report, fail_on);
     report
+}
+
+/// One row per team (Prefect project) of live flows, largest first.
+fn team_rows(inv: &Inventory, plan: Option<&Plan>) -> Vec<TeamRow> {
+    let images: HashMap<&str, &Image> = inv.images.iter().map(|i| (i.id.as_str(), i)).collect();
+    let runtime_of: HashMap<&str, &str> = plan
+        .map(|p| {
+            p.flows
+                .iter()
+                .map(|f| (f.flow.as_str(), f.runtime_image.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    type Acc<'a> = (
+        usize,
+        BTreeSet<&'a str>,
+        HashMap<&'a str, u64>,
+        BTreeSet<&'a str>,
+    );
+    let mut by_team: BTreeMap<String, Acc> = BTreeMap::new();
+    for f in inv.flows.iter().filter(|f| f.state.is_live()) {
+        let team = f.project.clone().unwrap_or_else(|| "(no project)".into());
+        let acc = by_team.entry(team).or_default();
+        acc.0 += 1;
+        if let Some(img) = f.link.image_id.as_deref().and_then(|id| images.get(id)) {
+            acc.1.insert(img.id.as_str());
+            for l in &img.layers {
+                acc.2.insert(l.digest.as_str(), l.stored_bytes);
+            }
+        }
+        if let Some(rt) = runtime_of.get(f.key.as_str()) {
+            acc.3.insert(rt);
+        }
+    }
+    let mut rows: Vec<TeamRow> = by_team
+        .into_iter()
+        .map(|(team, (live_flows, imgs, layers, runtime))| TeamRow {
+            team,
+            live_flows,
+            images: imgs.len(),
+            stored_bytes: layers.values().sum(),
+            runtime_images: runtime.len(),
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.stored_bytes
+            .cmp(&a.stored_bytes)
+            .then_with(|| a.team.cmp(&b.team))
+    });
+    rows
 }
 
 #[cfg(test)]

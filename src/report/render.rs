@@ -20,6 +20,20 @@ fn env() -> Environment<'static> {
         let sign = if b < 0 { "-" } else { "+" };
         format!("{sign}{}", HumanBytes(b.unsigned_abs()))
     });
+    // `3.9, 3.10, 3.11`, not the text order `3.10, 3.11, 3.9`
+    env.add_filter(
+        "by_version",
+        |m: minijinja::Value| -> Result<Vec<minijinja::Value>, minijinja::Error> {
+            let mut keys: Vec<String> = m.try_iter()?.map(|k| k.to_string()).collect();
+            keys.sort_by(|a, b| version_order(a, b));
+            keys.into_iter()
+                .map(|k| {
+                    let n = m.get_item(&minijinja::Value::from(k.as_str()))?;
+                    Ok(minijinja::Value::from(vec![minijinja::Value::from(k), n]))
+                })
+                .collect()
+        },
+    );
     env.add_template("report.html", HTML)
         .expect("valid template");
     env.add_template("report.md", MARKDOWN)
@@ -54,10 +68,14 @@ pub fn html(r: &Report) -> Result<String, minijinja::Error> {
             ],
             "bytes",
         ),
-        bar_chart("Python versions (images)", &counts(&r.python_versions), ""),
+        bar_chart(
+            "Python versions (images)",
+            &by_version(&r.python_versions),
+            "",
+        ),
         bar_chart(
             "Prefect versions (images)",
-            &counts(&r.prefect_versions),
+            &by_version(&r.prefect_versions),
             "",
         ),
         bar_chart(
@@ -130,6 +148,29 @@ pub fn csv(r: &Report) -> Result<String, csv::Error> {
     }
     let bytes = w.into_inner().map_err(|e| e.into_error())?;
     Ok(String::from_utf8(bytes).expect("CSV of UTF-8 fields is UTF-8"))
+}
+
+/// Compare version strings the way people read them: numeric runs as numbers.
+fn version_order(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(s: &str) -> Vec<(u64, String)> {
+        s.split(['.', '-', '+'])
+            .map(|p| {
+                let digits: String = p.chars().take_while(char::is_ascii_digit).collect();
+                (
+                    digits.parse().unwrap_or(u64::MAX),
+                    p[digits.len()..].to_string(),
+                )
+            })
+            .collect()
+    }
+    parts(a).cmp(&parts(b)).then_with(|| a.cmp(b))
+}
+
+/// A count per version, in version order, as chart rows.
+fn by_version(map: &std::collections::BTreeMap<String, usize>) -> Vec<(String, f64)> {
+    let mut rows = counts(map);
+    rows.sort_by(|a, b| version_order(&a.0, &b.0));
+    rows
 }
 
 /// A count per key, as chart rows.
@@ -263,4 +304,23 @@ pub fn bar_chart(title: &str, rows: &[(String, f64)], unit: &str) -> String {
     }
     svg.push_str("</svg></figure>");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_order;
+
+    #[test]
+    fn versions_sort_as_people_read_them() {
+        let mut v = vec![
+            "3.10", "3.9", "3.11", "3.12.1", "3.12", "unknown", "1.4.1", "1.10.0",
+        ];
+        v.sort_by(|a, b| version_order(a, b));
+        assert_eq!(
+            v,
+            [
+                "1.4.1", "1.10.0", "3.9", "3.10", "3.11", "3.12", "3.12.1", "unknown"
+            ]
+        );
+    }
 }
