@@ -5,7 +5,7 @@ use pep440_rs::Version;
 use proptest::prelude::*;
 
 use super::*;
-use crate::rules::Rules;
+use crate::rules::{Rules, normalize};
 
 fn small(flows: usize, seed: u64) -> Inventory {
     synthetic::inventory(&synthetic::Spec {
@@ -461,4 +461,128 @@ fn a_specifier_policy_binds_the_built_version_too() {
         "{:?}",
         s.plan.unplanned
     );
+}
+
+/// Each way a tampered plan can be wrong is refused by verification, naming the flow
+/// (these are the mutants `cargo mutants --file src/plan/verify.rs` found surviving).
+#[test]
+fn verification_refuses_each_kind_of_tampered_plan() {
+    let inv = small(12, 11);
+    let r = Rules::default_rules();
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    let cat = &s.work.cat;
+    assert!(verify::verify(&inv, &r, &s.plan, cat).is_empty());
+    let first = s.plan.runtime_images[0].members[0].clone();
+
+    // an image of the right Python but another OS family
+    let mut t = s.plan.clone();
+    t.runtime_images[0].os_family = "alpine".into();
+    let problems = verify::verify(&inv, &r, &t, cat);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&first) && p.contains("alpine")),
+        "{problems:?}"
+    );
+
+    // a pin its policy does not allow (a major bump, no prerelease)
+    let mut t = s.plan.clone();
+    let pin = &mut t.runtime_images[0].requirements[0];
+    let name = pin.name.clone();
+    pin.version = "999.0.0".into();
+    let problems = verify::verify(&inv, &r, &t, cat);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("does not allow 999.0.0")),
+        "{name}: {problems:?}"
+    );
+
+    // the built version itself, when a rule excludes it: pinned as built, still refused
+    let flow = inv.flows.iter().find(|f| f.key == first).unwrap();
+    let image = inv
+        .images
+        .iter()
+        .find(|i| Some(&i.id) == flow.link.image_id.as_ref())
+        .unwrap();
+    let dist = image
+        .contents
+        .as_ref()
+        .unwrap()
+        .python
+        .distributions
+        .iter()
+        .find(|d| !r.ignore.contains(&normalize(&d.name)))
+        .expect("a distribution the flow needs");
+    let built = Version::from_str(&dist.version).unwrap();
+    let strict = rules(&format!(
+        "[versions.packages]\n{} = \"<{built}\"\n",
+        dist.name
+    ));
+    let problems = verify::verify(&inv, &strict, &s.plan, cat);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&first) && p.contains(&format!("does not allow {built}"))),
+        "{problems:?}"
+    );
+
+    // an import accepted without one, with an empty reason
+    let mut inv2 = inv.clone();
+    let req = inv2.flows.iter_mut().find(|f| f.key == first).unwrap();
+    let req = req.requirement.as_mut().unwrap();
+    req.imported_modules.push("copied_in".into());
+    req.unresolved_modules.push("copied_in".into());
+    let s2 = solve(&inv2, &r, &Options::default()).unwrap();
+    let mut t = s2.plan.clone();
+    for p in &mut t.flows {
+        for a in &mut p.accepted_unprovided {
+            a.reason.clear();
+        }
+    }
+    let problems = verify::verify(&inv2, &r, &t, &s2.work.cat);
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains(&first) && p.contains("copied_in")),
+        "{problems:?}"
+    );
+}
+
+/// With `from = "installed"`, what a flow needs is what its image has for the flow's
+/// Python: a distribution installed for another interpreter of the image is not needed.
+#[test]
+fn installed_needs_are_the_distributions_of_the_flows_python() {
+    let mut inv = small(6, 5);
+    let r = rules("[requirements]\nfrom = \"installed\"\n");
+    let s = solve(&inv, &r, &Options::default()).unwrap();
+    let cat = &s.work.cat;
+    assert!(verify::verify(&inv, &r, &s.plan, cat).is_empty());
+    let member = s.plan.runtime_images[0].members[0].clone();
+    let flow = inv.flows.iter().find(|f| f.key == member).unwrap().clone();
+    let image_id = flow.link.image_id.clone().unwrap();
+    let python = flow.requirement.as_ref().unwrap().python.clone().unwrap();
+    let other = if python == "3.10" { "3.11" } else { "3.10" };
+    let img = inv.images.iter_mut().find(|i| i.id == image_id).unwrap();
+    let dists = &mut img.contents.as_mut().unwrap().python.distributions;
+    let (a, b) = (dists[0].name.clone(), dists[1].name.clone());
+    // `a` is for another interpreter of the image, `b` for the flow's own
+    dists[0].python = Some(other.into());
+    dists[1].python = Some(python.clone());
+    let mut t = s.plan.clone();
+    for img in &mut t.runtime_images {
+        img.requirements
+            .retain(|p| normalize(&p.name) != normalize(&a) && normalize(&p.name) != normalize(&b));
+    }
+    let problems = verify::verify(&inv, &r, &t, cat);
+    let lacks = |n: &str| {
+        problems
+            .iter()
+            .any(|p| p.contains(&member) && p.contains(&format!("needs {}, which", normalize(n))))
+    };
+    assert!(
+        lacks(&b),
+        "the flow's own Python's distribution is needed: {problems:?}"
+    );
+    assert!(!lacks(&a), "another interpreter's is not: {problems:?}");
 }

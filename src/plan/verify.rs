@@ -112,16 +112,16 @@ pub(super) fn verify(inv: &Inventory, rules: &Rules, plan: &Plan, cat: &Catalogu
                 ));
                 continue;
             };
-            if to == built {
-                continue;
-            }
+            // the built version too is checked: a rule may exclude it (`prefect = "<1.3"`
+            // for a flow built with 1.4.1), and the planner refuses that; so must this
             let ok = match (Version::from_str(built), Version::from_str(to)) {
                 (Ok(b), Ok(t)) => {
                     let spec = rules.policy_for(name).allowed(&b);
                     let pre_ok = spec.iter().any(|s| s.version().any_prerelease());
                     spec.contains(&t) && (pre_ok || !t.any_prerelease())
                 }
-                _ => false,
+                // a version PEP 440 cannot read is only ever pinned as built
+                _ => to == built,
             };
             if !ok {
                 problems.push(format!(
