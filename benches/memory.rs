@@ -198,7 +198,7 @@ fn main() -> anyhow::Result<()> {
 fn tagged_registry(
     tags: usize,
 ) -> anyhow::Result<unsprawl::fixture::local_registry::LocalRegistry> {
-    use unsprawl::fixture::{self, Corpus};
+    use unsprawl::fixture;
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-memory/tags-{tags}"));
     let _ = std::fs::remove_dir_all(&dir);
@@ -211,13 +211,7 @@ files = [{ path = "app/main.py", text = "print('hello')\n" }]
 "#;
     let mut all = std::collections::BTreeMap::new();
     all.insert("many".to_string(), fixture::spec::parse("many", spec)?);
-    let images = Corpus::new(all, &fixture::BundledFiles).build_all()?;
-    fixture::push::push(
-        &images,
-        &reg.host(),
-        true,
-        oci_client::secrets::RegistryAuth::Anonymous,
-    )?;
+    common::push_specs(&reg.host(), all)?;
     let tags_dir = reg
         .data_dir
         .join("docker/registry/v2/repositories/bench/many/_manifests/tags");

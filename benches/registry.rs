@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use unsprawl::fixture::local_registry::LocalRegistry;
-use unsprawl::fixture::{self, Corpus};
+use unsprawl::fixture;
 
 const REPOS: usize = 10;
 const TAGS: usize = 3;
@@ -93,14 +93,7 @@ fn registry() -> anyhow::Result<LocalRegistry> {
                 );
             }
         }
-        let files = fixture::BundledFiles;
-        let images = Corpus::new(all, &files).build_all()?;
-        fixture::push::push(
-            &images,
-            &reg.host(),
-            true,
-            oci_client::secrets::RegistryAuth::Anonymous,
-        )?;
+        common::push_specs(&reg.host(), all)?;
         std::fs::write(&stamp, hash)?;
     }
     Ok(reg)

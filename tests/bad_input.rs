@@ -269,7 +269,7 @@ fn broken_archives_and_layouts_are_named_in_the_errors() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert!(String::from_utf8_lossy(&o.stderr).contains("incomplete: 2 source problem(s)"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("incomplete: 2 source problems"));
     let o = unsprawl(&[&args[..], &["--allow-partial"]].concat());
     assert_eq!(
         o.status.code(),

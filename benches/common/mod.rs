@@ -233,3 +233,18 @@ pub fn measure(cmd: &mut std::process::Command) -> (std::time::Duration, u64) {
     }
     (t.elapsed(), peak_kb * 1024)
 }
+
+/// Build fixture images from their specs and push them to a plain-HTTP registry.
+pub fn push_specs(
+    host: &str,
+    specs: std::collections::BTreeMap<String, unsprawl::fixture::spec::ImageSpec>,
+) -> anyhow::Result<()> {
+    let files = unsprawl::fixture::BundledFiles;
+    let images = unsprawl::fixture::Corpus::new(specs, &files).build_all()?;
+    unsprawl::fixture::push::push(
+        &images,
+        host,
+        true,
+        oci_client::secrets::RegistryAuth::Anonymous,
+    )
+}

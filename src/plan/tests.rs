@@ -19,6 +19,17 @@ fn small(flows: usize, seed: u64) -> Inventory {
     })
 }
 
+/// The distributions of the image the flow `key` runs on.
+fn distributions_of<'a>(inv: &'a Inventory, key: &str) -> &'a [crate::inventory::Distribution] {
+    let f = inv.flows.iter().find(|f| f.key == key).unwrap();
+    let img = inv
+        .images
+        .iter()
+        .find(|i| Some(&i.id) == f.link.image_id.as_ref())
+        .unwrap();
+    &img.contents.as_ref().unwrap().python.distributions
+}
+
 fn rules(extra: &str) -> Rules {
     let mut r = Rules::default_rules();
     r.merge_text("test.toml", extra).unwrap();
@@ -152,18 +163,7 @@ fn size_limit_splits_images() {
     )
     .unwrap();
     let needs = |key: &str| {
-        let f = inv.flows.iter().find(|f| f.key == key).unwrap();
-        let img = inv
-            .images
-            .iter()
-            .find(|i| Some(&i.id) == f.link.image_id.as_ref())
-            .unwrap();
-        let mut d: Vec<(String, String)> = img
-            .contents
-            .as_ref()
-            .unwrap()
-            .python
-            .distributions
+        let mut d: Vec<(String, String)> = distributions_of(&inv, key)
             .iter()
             .map(|d| (d.name.clone(), d.version.clone()))
             .collect();
@@ -499,18 +499,7 @@ fn verification_refuses_each_kind_of_tampered_plan() {
     );
 
     // the built version itself, when a rule excludes it: pinned as built, still refused
-    let flow = inv.flows.iter().find(|f| f.key == first).unwrap();
-    let image = inv
-        .images
-        .iter()
-        .find(|i| Some(&i.id) == flow.link.image_id.as_ref())
-        .unwrap();
-    let dist = image
-        .contents
-        .as_ref()
-        .unwrap()
-        .python
-        .distributions
+    let dist = distributions_of(&inv, &first)
         .iter()
         .find(|d| !r.ignore.contains(&normalize(&d.name)))
         .expect("a distribution the flow needs");
