@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use unsprawl::fixture::local_registry::LocalRegistry;
 use unsprawl::fixture;
+use unsprawl::fixture::local_registry::LocalRegistry;
 
 const REPOS: usize = 10;
 const TAGS: usize = 3;
