@@ -23,6 +23,9 @@
 //! registry's storage as `docker-registry` itself stores a tag (two `link` files), since
 //! pushing a million manifests would take the bench an hour.
 //!
+//! `UNSPRAWL_BENCH_STAGES=1` makes the migrate child print its VmHWM after each stage (plan,
+//! inventory, export, checkout, prepare, documents), to see where a peak comes from.
+//!
 //! Prints each peak, its ratio to the floor, and the targets (migrate ≤ 1 GB on a 200 MB
 //! export). Run with `cargo bench --bench memory`.
 
