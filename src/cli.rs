@@ -227,9 +227,13 @@ struct RegistryArgs {
     /// Catalog and tag page size (`n=`); default: the registry's.
     #[arg(long, hide = true)]
     page_size: Option<usize>,
-    /// Username (else from the Docker config, else anonymous).
+    /// Username (else from the auth file, else the Docker config, else anonymous).
     #[arg(long, requires = "password_stdin")]
     username: Option<String>,
+    /// A podman/skopeo auth file (containers-auth.json: `auths` by host), read before the
+    /// Docker config.
+    #[arg(long, env = "REGISTRY_AUTH_FILE", value_name = "FILE")]
+    authfile: Option<PathBuf>,
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
@@ -534,7 +538,8 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
                 };
                 r.credentials = match (&a.username, &password) {
                     (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
-                    _ => Credentials::from_docker_config(&host).map_err(anyhow::Error::msg)?,
+                    _ => Credentials::lookup(&host, a.authfile.as_deref())
+                        .map_err(anyhow::Error::msg)?,
                 };
                 by_host.push(r);
                 by_host.len() - 1

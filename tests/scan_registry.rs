@@ -350,6 +350,52 @@ fn basic_auth_with_password_stdin_and_wrong_credentials() {
         "{}",
         stderr(&o)
     );
+
+    // a podman/skopeo auth file: by --authfile, or by $REGISTRY_AUTH_FILE as podman reads it
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let auth_file = |password: &str| {
+        let path = dir.path().join(format!("auth-{password}.json"));
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("ci:{password}"));
+        std::fs::write(
+            &path,
+            format!(r#"{{"auths": {{"{}": {{"auth": "{b64}"}}}}}}"#, reg.host()),
+        )
+        .unwrap();
+        path
+    };
+    let good = auth_file("hunter2-basic");
+    let (o, inv) = scan(&[&reg.host(), "--no-cache", "--authfile", p(&good)], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(inv.unwrap().images[0].status, Status::Ok);
+    let out = dir.path().join("inv.json");
+    let o = Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args([
+            "scan",
+            "registry",
+            &reg.host(),
+            "--no-cache",
+            "--plain-http",
+            "-o",
+        ])
+        .arg(&out)
+        .env("DOCKER_CONFIG", dir.path())
+        .env("REGISTRY_AUTH_FILE", &good)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bad = auth_file("wrong-in-file-xyz");
+    let (o, _) = scan(&[&reg.host(), "--no-cache", "--authfile", p(&bad)], None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refused the credentials"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        !stderr(&o).contains("wrong-in-file-xyz"),
+        "no secret in errors"
+    );
 }
 
 #[test]

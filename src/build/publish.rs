@@ -182,7 +182,13 @@ impl Pusher {
     fn auth(&self, host: &str) -> Result<RegistryAuth, String> {
         let creds = match &self.credentials {
             Some(c) => Some(c.clone()),
-            None => Credentials::from_docker_config(host)?,
+            // as the scan reads them: podman's auth file first, then the Docker config
+            None => Credentials::lookup(
+                host,
+                std::env::var_os("REGISTRY_AUTH_FILE")
+                    .map(std::path::PathBuf::from)
+                    .as_deref(),
+            )?,
         };
         Ok(match creds {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password().to_string()),

@@ -1,9 +1,10 @@
 //! Credentials for a registry and the challenges it answers with.
 //!
-//! Credentials come from `--username` + `--password-stdin`, else from the Docker client's
-//! config (`~/.docker/config.json` or `$DOCKER_CONFIG`: `auths`, `credsStore`,
-//! `credHelpers`, read by the `docker_credential` crate). They are kept in memory only and
-//! never printed: `Debug` shows the username alone.
+//! Credentials come from `--username` + `--password-stdin`, else from a podman/skopeo auth
+//! file (`--authfile` or `$REGISTRY_AUTH_FILE`, containers-auth.json(5): `auths` by host),
+//! else from the Docker client's config (`~/.docker/config.json` or `$DOCKER_CONFIG`:
+//! `auths`, `credsStore`, `credHelpers`, read by the `docker_credential` crate). They are
+//! kept in memory only and never printed: `Debug` shows the username alone.
 
 use base64::Engine;
 
@@ -34,6 +35,70 @@ impl Credentials {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(raw)
         )
+    }
+
+    /// What podman or skopeo would use for `host`: the auth file's entry for it (`host`,
+    /// `https://host` or `http://host`), else the Docker config's.
+    pub fn lookup(host: &str, auth_file: Option<&std::path::Path>) -> Result<Option<Self>, String> {
+        if let Some(path) = auth_file
+            && let Some(c) = Self::from_auth_file(path, host)?
+        {
+            return Ok(Some(c));
+        }
+        Self::from_docker_config(host)
+    }
+
+    /// The entry for `host` in a containers-auth.json file. Errors name the file and the
+    /// host, never what the entry holds.
+    pub fn from_auth_file(path: &std::path::Path, host: &str) -> Result<Option<Self>, String> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            #[serde(default)]
+            auths: std::collections::BTreeMap<String, Entry>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Entry {
+            #[serde(default)]
+            auth: Option<String>,
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read the auth file {}: {e}", path.display()))?;
+        let file: File = serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "the auth file {} is not a containers-auth.json document (line {})",
+                path.display(),
+                e.line()
+            )
+        })?;
+        let entry = [
+            host.to_string(),
+            format!("https://{host}"),
+            format!("http://{host}"),
+        ]
+        .iter()
+        .find_map(|k| {
+            file.auths
+                .get(k.as_str())
+                .or_else(|| file.auths.get(&format!("{k}/")))
+        });
+        let Some(auth) = entry.and_then(|e| e.auth.as_deref()) else {
+            return Ok(None);
+        };
+        let bad = || {
+            format!(
+                "the auth file {} has an entry for {host} that is not base64 of USER:PASSWORD",
+                path.display()
+            )
+        };
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| bad())?;
+        let raw = String::from_utf8(raw).map_err(|_| bad())?;
+        let (user, password) = raw.split_once(':').ok_or_else(bad)?;
+        Ok(Some(Credentials::new(
+            user.to_string(),
+            password.to_string(),
+        )))
     }
 
     /// What the Docker client would use for `host`, if anything.
@@ -128,6 +193,41 @@ fn split_params(s: &str) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_auth_file_entry_is_found_by_host_and_never_shown_in_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth.json");
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            &p,
+            format!(
+                r#"{{"auths": {{"reg.example:5000": {{"auth": "{}"}}, "https://other.example": {{"auth": "{}"}}, "bad.example": {{"auth": "s3cret-not-b64!"}}}}}}"#,
+                b64("ci:hunter2"),
+                b64("bot:tok")
+            ),
+        )
+        .unwrap();
+        let c = Credentials::from_auth_file(&p, "reg.example:5000")
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.username.as_str(), c.password()), ("ci", "hunter2"));
+        let c = Credentials::from_auth_file(&p, "other.example")
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.username, "bot");
+        assert!(
+            Credentials::from_auth_file(&p, "nowhere.example")
+                .unwrap()
+                .is_none()
+        );
+        let e = Credentials::from_auth_file(&p, "bad.example").unwrap_err();
+        assert!(e.contains("bad.example") && !e.contains("s3cret"), "{e}");
+        std::fs::write(&p, "{not json s3cret").unwrap();
+        let e = Credentials::from_auth_file(&p, "reg.example:5000").unwrap_err();
+        assert!(e.contains("auth.json") && !e.contains("s3cret"), "{e}");
+    }
+
     use super::*;
 
     #[test]
