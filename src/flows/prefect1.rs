@@ -182,12 +182,48 @@ pub fn parse_export_rows(origin: &str, text: &str) -> Result<Vec<Row>, ExportErr
 
 /// The flows of an export's rows, each row parsed, linked to nothing yet, and dropped.
 pub fn parse_rows(origin: &str, rows: &[Row]) -> Parsed {
+    collect(
+        origin,
+        rows.iter().map(|row| {
+            serde_json::from_str::<Value>(row.get())
+                .map_err(|e| e.to_string())
+                .and_then(|item| flow(&item))
+        }),
+    )
+}
+
+/// Parse API rows already read as JSON (wrapped as `{"data": {"flow": …}}`), in place.
+pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, ExportError> {
+    if let Some(errors) = doc
+        .get("errors")
+        .and_then(Value::as_array)
+        .filter(|e| !e.is_empty())
+    {
+        let messages: Vec<&str> = errors
+            .iter()
+            .map(|e| e.get("message").and_then(Value::as_str).unwrap_or("?"))
+            .collect();
+        return Err(ExportError::GraphqlErrors {
+            origin: origin.into(),
+            messages: messages.join("; "),
+        });
+    }
+    let items = doc
+        .pointer("/data/flow")
+        .or_else(|| doc.get("flows"))
+        .and_then(Value::as_array)
+        .or_else(|| doc.as_array())
+        .ok_or_else(|| ExportError::Shape {
+            origin: origin.into(),
+        })?;
+    Ok(collect(origin, items.iter().map(flow)))
+}
+
+/// The flows, and a problem naming `origin` and the row for each row that is not one.
+fn collect(origin: &str, rows: impl Iterator<Item = Result<Flow, String>>) -> Parsed {
     let mut flows = Vec::new();
     let mut problems = Vec::new();
-    for (i, row) in rows.iter().enumerate() {
-        let parsed = serde_json::from_str::<Value>(row.get())
-            .map_err(|e| e.to_string())
-            .and_then(|item| flow(&item));
+    for (i, parsed) in rows.enumerate() {
         match parsed {
             Ok(f) => flows.push(f),
             Err(message) => problems.push(Problem {
@@ -198,11 +234,6 @@ pub fn parse_rows(origin: &str, rows: &[Row]) -> Parsed {
         }
     }
     Parsed { flows, problems }
-}
-
-/// Parse API rows already read as JSON (wrapped as `{"data": {"flow": …}}`).
-pub fn parse_value(origin: &str, doc: &Value) -> Result<Parsed, ExportError> {
-    parse(origin, &doc.to_string())
 }
 
 /// A JSON field that the server may return either as an object or as encoded text.

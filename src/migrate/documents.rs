@@ -100,34 +100,37 @@ fn write_flow_documents(m: &Migration, ready: &[&Item], sub: &Path) -> Result<()
         };
         // a resumed flow whose new version is registered has only its group override
         // left to clear: no flow to register, so no flow documents
-        let (registers, _): (Vec<_>, Vec<_>) = ready
+        let registers: Vec<(&&Item, &String)> = ready
             .iter()
             .zip(&slugs)
-            .partition(|(it, _)| !it.write["create"].is_null());
-        for &(it, slug) in &registers {
+            .filter(|(it, _)| !it.write["create"].is_null())
+            .collect();
+        // one pass: each flow is expanded once, written to its own documents and
+        // appended to `flows.json` (`prefect register --json` reads `prefect build`'s shape)
+        let each = |it: &Item, slug: &str| -> Result<serde_json::Value, DocumentsError> {
+            let flow = flow_of(it)?;
+            crate::output::write_json(&sub.join("flows").join(format!("{slug}.json")), &flow)?;
             crate::output::write_json(
-                &sub.join("flows").join(format!("{}.json", slug)),
-                &flow_of(it)?,
-            )?;
-            crate::output::write_json(
-                &sub.join("graphql").join(format!("{}.variables.json", slug)),
+                &sub.join("graphql").join(format!("{slug}.variables.json")),
                 &it.write["create"],
             )?;
             if let Some(patch) = &it.source_patch {
-                let p = sub.join("source-patches").join(format!("{}.patch", slug));
+                let p = sub.join("source-patches").join(format!("{slug}.patch"));
                 crate::output::write_file(&p, patch.as_bytes())?;
             }
-        }
-        // `prefect register --json flows.json` reads this shape (`prefect build`'s)
+            Ok(flow)
+        };
         let mut failed = None;
         crate::output::write_with(&sub.join("flows.json"), |w| {
             w.write_all(b"{\"version\": 1, \"flows\": [")?;
-            for (i, (it, _)) in registers.iter().enumerate() {
-                let flow = match flow_of(it) {
+            for (i, (it, slug)) in registers.iter().enumerate() {
+                let flow = match each(it, slug) {
                     Ok(f) => f,
                     Err(e) => {
                         failed = Some(e);
-                        return Err(std::io::Error::other("a flow could not be expanded"));
+                        return Err(std::io::Error::other(
+                            "a flow's documents could not be written",
+                        ));
                     }
                 };
                 w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
