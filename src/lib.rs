@@ -15,6 +15,7 @@ pub mod output;
 pub mod pickle;
 pub mod plan;
 pub mod provenance;
+pub mod reference;
 pub mod report;
 pub mod rules;
 pub mod scan;

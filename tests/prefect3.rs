@@ -114,4 +114,25 @@ fn deployments_of_a_real_server_link_to_their_images() {
     assert!(links.dangling.is_empty(), "{:?}", links.dangling);
     assert_eq!(links.already_migrated, vec![git.key.clone()]);
     assert_eq!(links.no_image, vec![local.key.clone()]);
+
+    // with no --api, Prefect's own PREFECT_API_URL names the server, as for `prefect`
+    let by_env = tmp.path().join("by-env.json");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args(["scan", "prefect", "--images", p(&imgs), "-o", p(&by_env)])
+        .env("PREFECT_API_URL", &server.api)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let keys = |inv: &unsprawl::inventory::Inventory| {
+        inv.flows.iter().map(|f| f.key.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(keys(&read_inventory(&by_env)), keys(&inv));
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+        .args(["scan", "prefect", "--images", p(&imgs), "-o", p(&by_env)])
+        .env_remove("PREFECT_API_URL")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--api URL (or $PREFECT_API_URL)"), "{err}");
 }

@@ -104,37 +104,20 @@ pub fn write_layout(dir: &Path, images: &[&Built]) -> Result<(), PublishError> {
         .map_err(|e| err("-", format!("cannot write {}: {e}", index_path.display())))
 }
 
-/// `host/repo:tag` split for oci-client.
+/// `host/repo:tag` for oci-client: a push names its registry and its tag, so neither
+/// may be left to a default.
 pub fn reference(name: &str) -> Result<Reference, PublishError> {
     let bad = || PublishError::Reference(name.to_string());
-    let (host, rest) = name.split_once('/').ok_or_else(bad)?;
-    if !(host.contains(['.', ':']) || host == "localhost") {
+    let parts = crate::reference::Parts::of(name);
+    let names_host = name
+        .split_once('/')
+        .is_some_and(|(h, _)| h.contains(['.', ':']) || h == "localhost");
+    if !names_host || parts.tag.is_none() || parts.digest.is_some() {
         return Err(bad());
     }
-    let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (repo, tag) = match rest[slash..].rfind(':') {
-        Some(i) => (&rest[..slash + i], &rest[slash + i + 1..]),
-        None => return Err(bad()),
-    };
-    let ok_repo = !repo.is_empty()
-        && repo.split('/').all(|c| {
-            !c.is_empty()
-                && c.chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
-        });
-    let ok_tag = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !ok_repo || !ok_tag {
-        return Err(bad());
-    }
-    Ok(Reference::with_tag(
-        host.to_string(),
-        repo.to_string(),
-        tag.to_string(),
-    ))
+    crate::reference::ImageRef::parse(name)
+        .map(crate::reference::ImageRef::into_oci)
+        .map_err(|_| bad())
 }
 
 /// An oci-client for pushing: plain HTTP or HTTPS, each blob in one request.
@@ -334,12 +317,7 @@ fn repository_in<'a>(reference: &'a str, host: &str) -> &'a str {
         .strip_prefix(host)
         .and_then(|r| r.strip_prefix('/'))
         .unwrap_or(reference);
-    let r = r.split('@').next().unwrap_or(r);
-    let slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match r[slash..].rfind(':') {
-        Some(i) => &r[..slash + i],
-        None => r,
-    }
+    crate::reference::Parts::of(r).name
 }
 
 /// oci-client errors, short and without URLs' query strings.

@@ -137,11 +137,11 @@ impl Sources {
                 input.insecure = access.insecure;
                 input.credentials = access.credentials.clone();
                 if let Some(r) = reference {
-                    let r = r
-                        .strip_prefix(&format!("{location}/"))
-                        .unwrap_or(r)
-                        .to_string();
-                    input.references = vec![r];
+                    let r = r.strip_prefix(&format!("{location}/")).unwrap_or(r);
+                    let target =
+                        crate::reference::RegistryTarget::parse(&format!("{location}/{r}"))
+                            .map_err(|e| e.to_string())?;
+                    input.references = target.image.into_iter().collect();
                 }
                 let w = source::registry::walk(input, access.cache_root.as_deref())?;
                 self._keep.push(Box::new(w.runtime));

@@ -19,6 +19,7 @@ use crate::inventory::{
     BaseGuess, DistPin, Distribution, Flow, FlowLink, FlowLinks, FlowSourceFile, Image, Inventory,
     Problem, Requirement, SharedImage, Status,
 };
+use crate::reference::{ImageRef, canonical};
 use crate::scan::analyze::python::normalize_name;
 use source::PyFile;
 
@@ -67,40 +68,11 @@ impl FlowLink {
 /// Modules a pickle references only because it is a pickle, or by-value pseudo-modules.
 const NOT_IMPORTS: &[&str] = &["cloudpickle", "__main__", "copy_reg"];
 
-/// A reference in canonical form: Docker Hub's implicit host and `library/` made
-/// explicit, the default tag added, so `flow-a` and `docker.io/library/flow-a:latest` meet.
-pub fn canonical_reference(r: &str) -> String {
-    let (name, digest) = match r.split_once('@') {
-        Some((n, d)) => (n, Some(d)),
-        None => (r, None),
-    };
-    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (repo, tag) = match name[slash..].rfind(':') {
-        Some(i) => (&name[..slash + i], Some(&name[slash + i + 1..])),
-        None => (name, None),
-    };
-    let first = repo.split('/').next().unwrap_or("");
-    let has_host = repo.contains('/') && (first.contains(['.', ':']) || first == "localhost");
-    let mut full = if has_host {
-        repo.to_string()
-    } else if repo.contains('/') {
-        format!("docker.io/{repo}")
-    } else {
-        format!("docker.io/library/{repo}")
-    };
-    full = full.replacen("index.docker.io/", "docker.io/", 1);
-    match (digest, tag) {
-        (Some(d), _) => format!("{full}@{d}"),
-        (None, Some(t)) => format!("{full}:{t}"),
-        (None, None) => format!("{full}:latest"),
-    }
-}
-
-/// `host/repo:tag` → `(repo, tag)` without the host, for the loosest match.
-fn repository_and_tag(canonical: &str) -> Option<(String, String)> {
-    let (name, tag) = canonical.rsplit_once(':')?;
-    let repo = name.split_once('/').map(|(_, r)| r)?;
-    Some((repo.to_string(), tag.to_string()))
+/// `repo:tag` → `(repository, tag)` without the host, for the loosest match (tags only:
+/// a digest names content, not a name to confuse).
+fn repository_and_tag(reference: &str) -> Option<(String, String)> {
+    let r = ImageRef::parse(reference).ok()?;
+    Some((r.repository().to_string(), r.tag()?.to_string()))
 }
 
 /// Rewrite the registry host of a reference (`--registry-alias registry.local:5000=127.0.0.1:5055`).
@@ -123,31 +95,30 @@ pub fn link(
     let mut by_repo_tag: HashMap<(String, String), BTreeSet<usize>> = HashMap::new();
     for (i, img) in inv.images.iter().enumerate() {
         for r in &img.references {
-            let c = canonical_reference(r);
-            if let Some(rt) = repository_and_tag(&c) {
+            let Ok(parsed) = ImageRef::parse(r) else {
+                by_ref.insert(r.clone(), i);
+                continue;
+            };
+            if let Some(tag) = parsed.tag() {
+                let rt = (parsed.repository().to_string(), tag.to_string());
                 by_repo_tag.entry(rt).or_default().insert(i);
             }
-            by_ref.insert(c, i);
-        }
-        if let Some(d) = &img.manifest_digest {
-            for r in &img.references {
-                if let Some((name, _)) = canonical_reference(r).rsplit_once(':') {
-                    by_ref.insert(format!("{name}@{d}"), i);
-                }
+            by_ref.insert(parsed.canonical(), i);
+            if let Some(d) = &img.manifest_digest {
+                by_ref.insert(format!("{}@{d}", parsed.name()), i);
             }
         }
     }
     let lookup = |r: &str| -> Option<(usize, &'static str)> {
-        if let Some(&i) = by_ref.get(&canonical_reference(r)) {
+        if let Some(&i) = by_ref.get(&canonical(r)) {
             return Some((i, "reference"));
         }
         let a = apply_alias(r, aliases)?;
-        by_ref.get(&canonical_reference(&a)).map(|&i| (i, "alias"))
+        by_ref.get(&canonical(&a)).map(|&i| (i, "alias"))
     };
     // images that only share repository and tag: a hint, never a link
     let elsewhere = |r: &str| -> Vec<String> {
-        let c = canonical_reference(r);
-        let Some(rt) = repository_and_tag(&c) else {
+        let Some(rt) = repository_and_tag(r) else {
             return Vec::new();
         };
         let mut v: Vec<String> = by_repo_tag
@@ -155,7 +126,7 @@ pub fn link(
             .into_iter()
             .flatten()
             .flat_map(|&i| inv.images[i].references.iter())
-            .filter(|x| repository_and_tag(&canonical_reference(x)).as_ref() == Some(&rt))
+            .filter(|x| repository_and_tag(x).as_ref() == Some(&rt))
             .cloned()
             .collect();
         v.sort();
@@ -646,27 +617,6 @@ fn required_name(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn canonical_references_meet() {
-        assert_eq!(
-            canonical_reference("flow-a"),
-            "docker.io/library/flow-a:latest"
-        );
-        assert_eq!(
-            canonical_reference("team/flow-a:1"),
-            "docker.io/team/flow-a:1"
-        );
-        assert_eq!(
-            canonical_reference("registry.local:5000/team/flow-a:2023-01-01"),
-            "registry.local:5000/team/flow-a:2023-01-01"
-        );
-        assert_eq!(canonical_reference("localhost/x"), "localhost/x:latest");
-        assert_eq!(
-            canonical_reference("index.docker.io/library/x:1"),
-            "docker.io/library/x:1"
-        );
-    }
 
     #[test]
     fn required_names_skip_extras() {

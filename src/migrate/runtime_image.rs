@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use crate::build::CONTENT_HASH_LABEL;
 use crate::inventory::{Image, Inventory};
 use crate::plan::document::{Plan, RuntimeImage};
+use crate::reference::RegistryTarget;
 use crate::rules::fetch::FetchNeeds;
 use crate::scan::source::registry::RegistryInput;
 use crate::scan::source::registry::auth::Credentials;
@@ -62,18 +63,24 @@ pub fn check(plan: &Plan, at: &Location, cache_root: Option<PathBuf>) -> Verdict
             plain_http,
             credentials,
         } => {
-            let mut by_host: BTreeMap<&str, RegistryInput> = BTreeMap::new();
+            let mut by_host: BTreeMap<String, RegistryInput> = BTreeMap::new();
             for img in &plan.runtime_images {
-                let Some((host, rest)) = img.name.split_once('/') else {
+                // a name no registry could serve is found nowhere, and refused below
+                let Ok(RegistryTarget {
+                    host,
+                    image: Some(image),
+                    ..
+                }) = RegistryTarget::parse(&img.name)
+                else {
                     continue;
                 };
-                let r = by_host.entry(host).or_insert_with(|| {
+                let r = by_host.entry(host).or_insert_with_key(|host| {
                     let mut r = RegistryInput::new(host);
                     r.plain_http = *plain_http;
                     r.credentials = credentials.clone();
                     r
                 });
-                r.references.push(rest.to_string());
+                r.references.push(image);
             }
             (
                 by_host

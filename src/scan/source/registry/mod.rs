@@ -34,8 +34,9 @@ use super::media::{CONFIG_TYPES, INDEX_TYPES};
 pub struct RegistryInput {
     /// `host[:port]`
     pub host: String,
-    /// Exact references inside the registry: `repo:tag` or `repo@sha256:…`.
-    pub references: Vec<String>,
+    /// Exact images inside the registry: `(repository, tag or digest)`, as
+    /// [`crate::reference::RegistryTarget`] reads them.
+    pub references: Vec<(String, String)>,
     /// Repository names or globs (`team-*/**`); empty = every repository in the catalog.
     pub repos: Vec<String>,
     pub tag_glob: Option<String>,
@@ -228,11 +229,7 @@ impl Walker {
             }
             t
         } else {
-            self.input
-                .references
-                .iter()
-                .map(|r| split_reference(r))
-                .collect::<Result<_, _>>()?
+            self.input.references.clone()
         };
 
         // merged as they come: the tags of one manifest in one repository become one
@@ -557,43 +554,10 @@ fn media_type_of(bytes: &[u8]) -> String {
     }
 }
 
-/// `repo:tag` or `repo@sha256:…` → `(repo, tag-or-digest)`.
-pub fn split_reference(r: &str) -> Result<Target, String> {
-    if let Some((repo, digest)) = r.split_once('@') {
-        return Ok((repo.to_string(), digest.to_string()));
-    }
-    let slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match r[slash..].rfind(':') {
-        Some(i) => Ok((r[..slash + i].to_string(), r[slash + i + 1..].to_string())),
-        None => Ok((r.to_string(), "latest".to_string())),
-    }
-}
-
 fn reference_name(host: &str, repo: &str, tag: &str) -> String {
     if tag.contains(':') {
         format!("{host}/{repo}@{tag}")
     } else {
         format!("{host}/{repo}:{tag}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn splits_references() {
-        assert_eq!(
-            split_reference("team/app:1").unwrap(),
-            ("team/app".into(), "1".into())
-        );
-        assert_eq!(
-            split_reference("team/app").unwrap(),
-            ("team/app".into(), "latest".into())
-        );
-        assert_eq!(
-            split_reference("app@sha256:abc").unwrap(),
-            ("app".into(), "sha256:abc".into())
-        );
     }
 }
