@@ -124,9 +124,9 @@ enum ScanSource {
     },
     /// Prefect 2/3 deployments, over REST or from `prefect.yaml` files: link each to its
     /// image in an inventory.
-    #[command(group(clap::ArgGroup::new("from3").required(true).multiple(true).args(["api", "prefect_yaml"])))]
     Prefect {
-        /// The server's API URL (`http://host:4200/api`, or a Prefect Cloud workspace URL).
+        /// The server's API URL (`http://host:4200/api`, or a Prefect Cloud workspace URL)
+        /// [default: $PREFECT_API_URL, as the `prefect` CLI reads it, unless --prefect-yaml].
         #[arg(long)]
         api: Option<String>,
         /// A `prefect.yaml` whose deployments to read (repeatable).
@@ -383,6 +383,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     link,
                 },
         } => {
+            // Prefect's own setting names the server when the command line names no source
+            let api = api.or_else(|| {
+                prefect_yaml
+                    .is_empty()
+                    .then(|| std::env::var("PREFECT_API_URL").ok())
+                    .flatten()
+                    .filter(|u| !u.is_empty())
+            });
+            if api.is_none() && prefect_yaml.is_empty() {
+                anyhow::bail!(
+                    "scan prefect needs a source: --api URL (or $PREFECT_API_URL) and/or --prefect-yaml FILE"
+                );
+            }
             let from = FlowSource::Prefect3 {
                 api: api.map(|api| {
                     (
@@ -490,35 +503,9 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
     };
     let mut by_host: Vec<RegistryInput> = Vec::new();
     for t in targets {
-        // `http://host` as crane and curl users write it: plain HTTP for that host
-        let (t, plain) = match (t.strip_prefix("http://"), t.strip_prefix("https://")) {
-            (Some(rest), _) => (rest.trim_end_matches('/').to_string(), true),
-            (_, Some(rest)) => (rest.trim_end_matches('/').to_string(), false),
-            _ => (t.trim_end_matches('/').to_string(), a.plain_http),
-        };
-        let t = &t;
-        // `user:password@host` would carry a secret into logs and documents: refuse it,
-        // naming only the host
-        if let Some((_, rest)) = t.split('/').next().and_then(|h| h.rsplit_once('@')) {
-            anyhow::bail!(
-                "the registry argument for {rest} carries credentials (USER:PASSWORD@HOST): pass --username USER and the password on standard input with --password-stdin"
-            );
-        }
-        let (host, reference) = match t.split_once('/') {
-            Some((h, r)) => (h.to_string(), Some(r.to_string())),
-            None => (t.clone(), None),
-        };
-        // `python:3.11-slim` is an image of Docker Hub, not a registry host
-        let (name, port) = host.split_once(':').unwrap_or((&host, ""));
-        let is_host = name == "localhost"
-            || name.contains('.')
-            || (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
-        if !is_host {
-            anyhow::bail!(
-                "{t} is not a registry host (HOST[:PORT]) or an image of one (HOST[:PORT]/REPO:TAG): for a Docker Hub image name its registry, e.g. index.docker.io/{}{t}",
-                if t.contains('/') { "" } else { "library/" }
-            );
-        }
+        let target = crate::reference::RegistryTarget::parse(t)?;
+        let plain = target.plain_http.unwrap_or(a.plain_http);
+        let host = target.host;
         let idx = match by_host.iter().position(|r| r.host == host) {
             Some(i) => i,
             None => {
@@ -545,8 +532,8 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
                 by_host.len() - 1
             }
         };
-        if let Some(r) = reference {
-            by_host[idx].references.push(r);
+        if let Some(image) = target.image {
+            by_host[idx].references.push(image);
         }
     }
     Ok(by_host
@@ -1079,7 +1066,7 @@ fn demo(out: &Path) -> Result<ExitCode> {
     // the runtime images, built from the scanned images' own files into an OCI layout,
     // and seen there by the migration's runtime-image check
     let runtime_dir = out.join("runtime-images.oci");
-    let built_note = build_demo_images(
+    let (built_note, built) = build_demo_images(
         &inv,
         &solved.plan,
         &plan_path,
@@ -1087,6 +1074,14 @@ fn demo(out: &Path) -> Result<ExitCode> {
         &out.join("cache"),
     )?;
     say::say!("{built_note}");
+    let build_path = out.join("build.json");
+    let build_doc = crate::build::BuildDoc {
+        schema: crate::build::SCHEMA.into(),
+        generator: crate::provenance::Generator::this(),
+        inputs: vec![crate::provenance::record("plan", &plan_path, out)?],
+        images: built,
+    };
+    write_json(&build_path, &build_doc)?;
     let seen = crate::migrate::runtime_image::check(
         &solved.plan,
         &crate::migrate::runtime_image::Location::Layout(runtime_dir),
@@ -1145,10 +1140,17 @@ fn demo(out: &Path) -> Result<ExitCode> {
         &crate::report::Options {
             stale_after: std::time::Duration::from_secs(180 * 86_400),
             timestamp: false,
+            built: &build_doc.images,
+            price: crate::report::savings::Price::default(),
         },
     );
     let report_dir = out.join("report");
     r.inputs = report::report_inputs(&inv_path, Some(&plan_path), None, &report_dir)?;
+    r.inputs.push(crate::provenance::record(
+        "build",
+        &build_path,
+        &report_dir,
+    )?);
     let written = report::write_report(&r, &report_dir, &report::ALL_FORMATS)?;
     say::say!("report: {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
@@ -1172,7 +1174,7 @@ fn build_demo_images(
     plan_path: &Path,
     dir: &Path,
     cache: &Path,
-) -> Result<String> {
+) -> Result<(String, Vec<crate::build::BuiltImage>)> {
     use crate::build::{self, BaseFrom, Options, source};
     if dir.exists() {
         std::fs::remove_dir_all(dir).with_context(|| format!("cannot clear {}", dir.display()))?;
@@ -1193,25 +1195,31 @@ fn build_demo_images(
     };
     let mut sources = source::Sources::default();
     let mut built = vec![];
+    let mut entries = vec![];
     let mut lines = vec![];
     for rt in &plan.runtime_images {
         match build::build_image(inv, rt, &mut sources, &opts) {
             Ok(b) => {
                 lines.push(format!("  built    {}  {}", b.name, b.manifest_digest));
+                entries.push(build::entry(&b, "built", vec![]));
                 built.push(b);
             }
-            Err(e) => lines.push(format!("  refused  {e}")),
+            Err(e) => {
+                lines.push(format!("  refused  {e}"));
+                entries.push(build::refused(rt, &e));
+            }
         }
     }
     let refs: Vec<&build::Built> = built.iter().collect();
     build::publish::write_layout(dir, &refs)?;
-    Ok(format!(
+    let note = format!(
         "build: {} of {} → {}\n{}",
         built.len(),
         say::count(plan.runtime_images.len(), "runtime image", "runtime images"),
         dir.display(),
         lines.join("\n")
-    ))
+    );
+    Ok((note, entries))
 }
 
 fn build_fixtures(a: &FixtureArgs) -> Result<ExitCode> {

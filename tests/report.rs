@@ -214,6 +214,158 @@ fn numbers_match_an_independent_count_and_exit_codes_follow_the_rules() {
     );
 }
 
+/// Stored bytes against stored bytes: the runtime images as built (the build document's
+/// layers, each once) against the distinct layers of the images the planned flows use
+/// today, both counted here; estimated without a build document; priced as asked.
+#[test]
+fn savings_compare_stored_bytes_like_with_like_and_price_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = demo(tmp.path());
+    let inv = read_inventory(&d.join("inventory.json"));
+    let plan: unsprawl::plan::Plan =
+        serde_json::from_str(&std::fs::read_to_string(d.join("plan.json")).unwrap()).unwrap();
+    let built: unsprawl::build::BuildDoc =
+        serde_json::from_str(&std::fs::read_to_string(d.join("build.json")).unwrap()).unwrap();
+    let used: HashSet<&str> = plan
+        .flows
+        .iter()
+        .filter_map(|f| f.current_image.as_deref())
+        .collect();
+    let before: HashSet<(&str, u64)> = inv
+        .images
+        .iter()
+        .filter(|i| used.contains(i.id.as_str()))
+        .flat_map(|i| i.layers.iter().map(|l| (l.digest.as_str(), l.stored_bytes)))
+        .collect();
+    let after: HashSet<(&str, u64)> = built
+        .images
+        .iter()
+        .flat_map(|i| {
+            i.layer_sizes
+                .iter()
+                .map(|l| (l.digest.as_str(), l.stored_bytes))
+        })
+        .collect();
+    let (before, after) = (
+        before.iter().map(|l| l.1).sum::<u64>(),
+        after.iter().map(|l| l.1).sum::<u64>(),
+    );
+    assert_eq!(built.images.len(), 2, "both runtime images built");
+
+    let s = read_report(&d.join("report/report.json"))
+        .plan
+        .unwrap()
+        .savings
+        .unwrap();
+    assert_eq!(s.basis, "built");
+    assert_eq!(
+        (s.stored_bytes_before, s.stored_bytes_after),
+        (before, after)
+    );
+    assert_eq!(s.saved_bytes, before as i64 - after as i64);
+    assert!((s.saved_per_month - s.saved_bytes as f64 / 1e9 * 0.10).abs() < 1e-12);
+    assert_eq!(s.currency, "USD");
+
+    // no build document: estimated, and the wheel no scanned image has is named, not guessed
+    let out = tmp.path().join("priced");
+    let o = run_in(
+        &d,
+        &[
+            "report",
+            "inventory.json",
+            "--plan",
+            "plan.json",
+            "--price-per-gb-month",
+            "0.023",
+            "--currency",
+            "EUR",
+            "-o",
+            p(&out),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = read_report(&out.join("report.json"))
+        .plan
+        .unwrap()
+        .savings
+        .unwrap();
+    assert_eq!((s.basis.as_str(), s.estimated_images), ("estimated", 2));
+    assert_eq!(s.stored_bytes_before, before);
+    assert_eq!(s.not_sized, ["dulwich 0.22.8"]);
+    assert_eq!((s.price_per_gb_month, s.currency.as_str()), (0.023, "EUR"));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("at 0.023 EUR per GB-month"), "{html}");
+
+    for (flag, value) in [("--price-per-gb-month", "-1"), ("--currency", "<b>")] {
+        let arg = format!("{flag}={value}");
+        let o = run_in(&d, &["report", "inventory.json", &arg, "-o", p(&out)]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains(flag), "{err}");
+    }
+}
+
+/// "Stale" is about use, not age: an image a live flow runs on is never stale, one that
+/// lost its last live flow becomes stale `--stale-after` after the audit that last saw
+/// it used, and only what no audit saw used falls back to its creation date.
+#[test]
+fn stale_means_no_live_flow_for_the_period_not_an_old_creation_date() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = demo(tmp.path());
+    let mut inv = read_inventory(&d.join("inventory.json"));
+    let report_of = |inv: &unsprawl::inventory::Inventory, name: &str, extra: &[&str]| {
+        let path = tmp.path().join(format!("{name}.json"));
+        std::fs::write(&path, serde_json::to_string(inv).unwrap()).unwrap();
+        let out = tmp.path().join(name);
+        let mut args = vec!["report", p(&path), "--format", "json", "-o", p(&out)];
+        args.extend(extra);
+        let o = run_in(tmp.path(), &args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        read_report(&out.join("report.json"))
+    };
+    let row = |r: &Report, reference: &str| {
+        r.images
+            .iter()
+            .find(|i| i.references.iter().any(|x| x == reference))
+            .cloned()
+            .unwrap()
+    };
+    let report_v7 = "registry.local:5000/team-c/report:v7"; // created 2024-03-01, one live flow
+    let etl = "registry.local:5000/team-d/etl:2024-11-01"; // no flow at all
+
+    inv.scanned_at = Some("2025-01-01T00:00:00Z".into());
+    let first = report_of(&inv, "first", &[]);
+    let r = row(&first, report_v7);
+    assert!(r.flows > 0 && !r.stale, "in use, however old");
+    assert_eq!(r.last_used.as_deref(), Some("2025-01-01T00:00:00Z"));
+    assert!(!row(&first, etl).stale, "unused, created 61 days before");
+
+    // seven months later its flow is gone
+    let id = r.id.clone();
+    inv.flows
+        .retain(|f| f.link.image_id.as_deref() != Some(id.as_str()));
+    inv.scanned_at = Some("2025-08-01T00:00:00Z".into());
+    let prev = tmp.path().join("first/report.json");
+    let later = report_of(&inv, "later", &["--previous", p(&prev)]);
+    let r = row(&later, report_v7);
+    assert_eq!((r.flows, r.stale), (0, true), "212 days since its last use");
+    assert_eq!(r.last_used.as_deref(), Some("2025-01-01T00:00:00Z"));
+    assert!(later.stale.contains(&report_v7.to_string()));
+    assert!(
+        row(&later, etl).stale,
+        "never used: 273 days since its creation"
+    );
+    let lenient = report_of(
+        &inv,
+        "lenient",
+        &["--previous", p(&prev), "--stale-after", "365d"],
+    );
+    assert!(
+        !row(&lenient, report_v7).stale,
+        "used 212 days ago: not stale at 365 days though created 518 days ago"
+    );
+}
+
 #[test]
 fn the_committed_example_has_not_drifted() {
     let tmp = tempfile::tempdir().unwrap();
@@ -454,4 +606,134 @@ fn audits_with_history_keep_every_run_and_chart_the_trend_over_all_of_them() {
         .expect("a report charting three points");
     assert!(html_of.contains("id=\"trend-chart\""));
     assert!(!html_of.contains("data-point=\"3\""));
+}
+
+/// The script between the `unsprawl-audit` markers of a CI example, dedented.
+fn ci_script(file: &str) -> String {
+    let text = std::fs::read_to_string(repo().join("docs/ci").join(file)).unwrap();
+    let lines: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim().starts_with("# unsprawl-audit: begin"))
+        .take_while(|l| !l.trim().starts_with("# unsprawl-audit: end"))
+        .collect();
+    assert!(lines.len() > 2, "{file} has an unsprawl-audit block");
+    let indent = lines[0].len() - lines[0].trim_start().len();
+    lines
+        .iter()
+        .map(|l| l.get(indent..).unwrap_or("").to_string() + "\n")
+        .collect()
+}
+
+/// `docs/ci`'s GitHub Actions and GitLab CI examples run the same commands, and those
+/// commands, run here three times in one folder as three weekly jobs with their cache
+/// restored, audit a real registry behind a password (from the auth file they write) and
+/// the Prefect 1 API, keep every report, chart the trend, reuse the layer cache and never
+/// print the secrets.
+#[test]
+fn the_ci_examples_in_docs_run_as_written_keeping_cache_and_history() {
+    use common::registry::{Auth, Registry, push_fixtures};
+    let script = ci_script("github-weekly-audit.yml");
+    assert_eq!(
+        script,
+        ci_script("gitlab-weekly-audit.yml"),
+        "both examples run the same commands"
+    );
+    let (user, password) = ("ci", "audit-pass-7Qx2");
+    let reg = Registry::start(Auth::Basic {
+        user: user.into(),
+        password: password.into(),
+    });
+    push_fixtures(
+        &reg.host(),
+        &["fixtures/registry"],
+        &[],
+        Some((user, password)),
+    );
+    let text =
+        std::fs::read_to_string(repo().join("fixtures/prefect1/export.graphql.json")).unwrap();
+    let rows = serde_json::from_str::<serde_json::Value>(&text).unwrap()["data"]["flow"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let key = "prefect-key-Zr81";
+    let stub = common::graphql_stub::start(rows, key, None);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("job");
+    std::fs::create_dir_all(&work).unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_unsprawl")).parent().unwrap();
+    let auth = serde_json::json!({"auths": {reg.host(): {"auth": base64_of(&format!("{user}:{password}"))}}});
+    let run = || {
+        let o = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(&work)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("UNSPRAWL_REGISTRY", format!("http://{}", reg.host()))
+            .env("PREFECT_GRAPHQL_URL", &stub.url)
+            .env("PREFECT__CLOUD__API_KEY", key)
+            .env("REGISTRY_AUTH_JSON", auth.to_string())
+            .env("DOCKER_CONFIG", tmp.path()) // nothing from this machine's docker login
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(o.status.code(), Some(0), "{said}");
+        assert!(!said.contains(password) && !said.contains(key), "{said}");
+        said
+    };
+    run();
+    let cached: usize = walk_count(&work.join(".unsprawl-cache"));
+    assert!(cached > 0, "the layer cache is where the example keeps it");
+    assert!(run().contains("previous report: reports/"));
+    run();
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(work.join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let history = runs
+        .iter()
+        .filter_map(|r| read_report(&r.join("report.json")).trend)
+        .map(|t| t.history.len())
+        .max();
+    assert_eq!(history, Some(2), "the third run charts the two before it");
+    let newest = read_report(&runs[2].join("report.json"));
+    assert!(newest.totals.images > 0 && newest.totals.flows > 0);
+    assert_eq!(
+        walk_count(&work.join(".unsprawl-cache")),
+        cached,
+        "nothing read twice"
+    );
+    assert!(
+        std::fs::read_dir(&work).unwrap().count() == 2,
+        "the job leaves only the cache and the reports in its folder"
+    );
+}
+
+fn walk_count(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| {
+                let e = e.unwrap();
+                if e.file_type().unwrap().is_dir() {
+                    walk_count(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }

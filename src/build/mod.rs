@@ -142,12 +142,22 @@ pub struct BuiltImage {
     /// The image its base layers come from.
     pub base_image: Option<String>,
     pub layers: usize,
+    /// Each layer's digest and stored (compressed) size, base first: what the image
+    /// costs a registry, and what the report compares today's layers with.
+    #[serde(default)]
+    pub layer_sizes: Vec<LayerSize>,
     pub distributions: Vec<DistSource>,
     /// What fetches the flows' code, and where each came from.
     #[serde(default)]
     pub additions: Vec<AdditionSource>,
     /// Why it was refused, or what else happened to it.
     pub notes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LayerSize {
+    pub digest: String,
+    pub stored_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -195,14 +205,14 @@ pub fn build_image<'a>(
     // the base: an image and how many of its layers
     let (base_img, base_layers) = match opts.base_from {
         BaseFrom::Rules => {
-            let want = crate::flows::canonical_reference(&rt.base_image);
+            let want = crate::reference::canonical(&rt.base_image);
             let img = inv
                 .images
                 .iter()
                 .find(|i| {
                     i.references
                         .iter()
-                        .any(|r| crate::flows::canonical_reference(r) == want)
+                        .any(|r| crate::reference::canonical(r) == want)
                 })
                 .ok_or_else(|| {
                     base_err(format!(
@@ -861,6 +871,16 @@ pub fn entry(b: &Built, status: &str, notes: Vec<String>) -> BuiltImage {
         manifest_digest: Some(b.manifest_digest.clone()),
         base_image: Some(b.base_image.clone()),
         layers: b.base.len() + 1,
+        layer_sizes: b
+            .base
+            .iter()
+            .map(|l| &l.desc)
+            .chain([&b.new_layer.desc])
+            .map(|d| LayerSize {
+                digest: d.digest.clone(),
+                stored_bytes: d.size,
+            })
+            .collect(),
         distributions: b.distributions.clone(),
         additions: b.additions.clone(),
         notes,
@@ -876,6 +896,7 @@ pub fn refused(rt: &RuntimeImage, why: &BuildError) -> BuiltImage {
         manifest_digest: None,
         base_image: None,
         layers: 0,
+        layer_sizes: vec![],
         distributions: vec![],
         additions: vec![],
         notes: vec![why.to_string()],

@@ -71,8 +71,12 @@ pub(super) struct AuditArgs {
     /// Exit 1 when broken: images>N, orphans>N, dangling>N, stale>N, growth>P%.
     #[arg(long = "fail-on", value_name = "RULE")]
     fail_on: Vec<Rule>,
+    /// Images no live flow has used for longer than this are stale: since the last use
+    /// an earlier audit saw (--history), else since their creation.
     #[arg(long, default_value = "180d", value_parser = humantime::parse_duration)]
     stale_after: std::time::Duration,
+    #[command(flatten)]
+    price: super::report::PriceArgs,
     /// Layer cache (default: the user's cache dir + /unsprawl); audits are incremental.
     #[arg(long, env = "UNSPRAWL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -216,6 +220,8 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         &crate::report::Options {
             stale_after: a.stale_after,
             timestamp: true,
+            built: &[],
+            price: a.price.price(),
         },
     );
     let plan_path = dir.join("plan.json");

@@ -21,6 +21,12 @@ pub(super) struct ReportArgs {
     /// The last report's `report.json`: adds what grew, what is new, what went away.
     #[arg(long)]
     previous: Option<PathBuf>,
+    /// The build document (`unsprawl build …`): the runtime images' stored bytes are
+    /// measured from it instead of estimated.
+    #[arg(long, value_name = "BUILD_JSON")]
+    build: Option<PathBuf>,
+    #[command(flatten)]
+    price: PriceArgs,
     /// Which files to write.
     #[arg(
         long,
@@ -33,7 +39,8 @@ pub(super) struct ReportArgs {
     /// JSON, or the one `--format` named) to standard output.
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Images created longer ago than this (before the inventory's scan) are stale.
+    /// Images no live flow has used for longer than this are stale: since the last use
+    /// an earlier report saw (--previous), else since their creation.
     #[arg(long, default_value = "180d", value_parser = humantime::parse_duration)]
     stale_after: std::time::Duration,
     /// Exit 1 when the report breaks this rule: images>N, orphans>N, dangling>N,
@@ -43,6 +50,46 @@ pub(super) struct ReportArgs {
     /// No timestamps: identical input gives byte-identical files.
     #[arg(long)]
     no_timestamp: bool,
+}
+
+/// What storage costs, for the savings in money.
+#[derive(Args)]
+pub(super) struct PriceArgs {
+    /// What a GB (10^9 bytes) of registry storage costs a month.
+    #[arg(long, value_name = "PRICE", default_value = "0.10", value_parser = price_per_gb)]
+    price_per_gb_month: f64,
+    /// The currency of --price-per-gb-month, as the report prints it.
+    #[arg(long, default_value = "USD", value_parser = currency)]
+    currency: String,
+}
+
+impl PriceArgs {
+    pub(super) fn price(&self) -> crate::report::savings::Price {
+        crate::report::savings::Price {
+            per_gb_month: self.price_per_gb_month,
+            currency: self.currency.clone(),
+        }
+    }
+}
+
+fn price_per_gb(s: &str) -> std::result::Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if p.is_finite() && p >= 0.0 => Ok(p),
+        _ => Err(format!("{s:?} is not a price (a number ≥ 0, e.g. 0.10)")),
+    }
+}
+
+fn currency(s: &str) -> std::result::Result<String, String> {
+    let ok = !s.is_empty()
+        && s.chars().count() <= 8
+        && s.chars().all(|c| !c.is_control() && !"<>&\"'".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not a currency (a short name such as USD or EUR)"
+        ))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -109,6 +156,11 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
         .map(|p| read(p, crate::plan::SCHEMA))
         .transpose()?;
     let previous: Option<Report> = a.previous.as_deref().map(read_previous).transpose()?;
+    let built: Option<crate::build::BuildDoc> = a
+        .build
+        .as_deref()
+        .map(|p| read(p, crate::build::SCHEMA))
+        .transpose()?;
     let mut r = report::build(
         &inv,
         plan.as_ref(),
@@ -117,6 +169,8 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
         &report::Options {
             stale_after: a.stale_after,
             timestamp: !a.no_timestamp,
+            built: built.as_ref().map_or(&[], |b| b.images.as_slice()),
+            price: a.price.price(),
         },
     );
     let dir = a.output.clone().unwrap_or_else(today_dir);
@@ -132,6 +186,10 @@ pub(super) fn run(a: &ReportArgs) -> Result<ExitCode> {
         a.previous.as_deref(),
         &inputs_dir,
     )?;
+    if let Some(b) = &a.build {
+        r.inputs
+            .push(crate::provenance::record("build", b, &inputs_dir)?);
+    }
     let written = if to_stdout {
         // one document to standard output: the JSON unless one other --format is named
         let format = match a.format.as_slice() {

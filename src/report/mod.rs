@@ -5,6 +5,7 @@
 
 pub mod policy;
 pub mod render;
+pub mod savings;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -69,7 +70,8 @@ pub struct Report {
     /// files, user and working directory — for the platform team to review.
     #[serde(default)]
     pub parity: Vec<String>,
-    /// Images created more than `stale_after_days` before the inventory was scanned.
+    /// Images no live flow has used for more than `stale_after_days` (see
+    /// [`ImageRow::stale`]).
     pub stale: Vec<String>,
     pub stale_after_days: u64,
     pub plan: Option<PlanEffect>,
@@ -143,7 +145,14 @@ pub struct ImageRow {
     /// Only registrations that are not live use it.
     #[serde(default)]
     pub archived_only: bool,
+    /// No live flow has run on it for longer than `stale_after_days`: by when audits
+    /// last saw one use it (`last_used`), else by its creation date; by creation date
+    /// alone when no registrations were scanned.
     pub stale: bool,
+    /// When a live flow last used it, as this audit or an earlier one saw it (the
+    /// inventory's scan time; carried on from `--previous` while no live flow uses it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -162,6 +171,9 @@ pub struct PlanEffect {
     /// What the runtime images get that no flow image had: what fetches code from git.
     #[serde(default)]
     pub additions: Vec<AdditionRow>,
+    /// Stored bytes today against the runtime images' stored bytes, and their price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub savings: Option<savings::Savings>,
 }
 
 /// One addition across the plan's runtime images.
@@ -218,9 +230,13 @@ impl HistoryPoint {
     }
 }
 
-pub struct Options {
+pub struct Options<'a> {
     pub stale_after: Duration,
     pub timestamp: bool,
+    /// The build document's images, if the runtime images were built: their stored
+    /// bytes are measured instead of estimated.
+    pub built: &'a [crate::build::BuiltImage],
+    pub price: savings::Price,
 }
 
 /// The plan's additions, one row per thing and target storage (executables are checks,
@@ -260,12 +276,9 @@ fn label(img: &Image) -> String {
         .unwrap_or_else(|| img.id.chars().take(19).collect())
 }
 
+/// The repository of a reference as the inventory writes it (no host added).
 fn repository(reference: &str) -> String {
-    let no_digest = reference.split('@').next().unwrap_or(reference);
-    match no_digest.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => repo.to_string(),
-        _ => no_digest.to_string(),
-    }
+    crate::reference::Parts::of(reference).name.to_string()
 }
 
 pub fn build(
@@ -303,13 +316,36 @@ pub fn build(
         .as_deref()
         .and_then(|t| humantime::parse_rfc3339(t).ok())
         .unwrap_or_else(SystemTime::now);
-    let is_stale = |img: &Image| {
-        img.created
-            .as_deref()
-            .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+    let have_flows = !inv.flows.is_empty();
+    let older_than_stale = |t: Option<&str>| {
+        t.and_then(|c| humantime::parse_rfc3339_weak(c).ok())
             .is_some_and(|c| scanned.duration_since(c).unwrap_or_default() > opts.stale_after)
     };
-    let have_flows = !inv.flows.is_empty();
+    // when a live flow last ran on each image, as earlier audits saw it
+    let last_used_before: HashMap<&str, &str> = previous
+        .into_iter()
+        .flat_map(|p| &p.images)
+        .filter_map(|i| Some((i.id.as_str(), i.last_used.as_deref()?)))
+        .collect();
+    let last_used = |img: &Image, live_flows: usize| -> Option<String> {
+        if live_flows > 0 {
+            inv.scanned_at.clone()
+        } else {
+            last_used_before.get(img.id.as_str()).map(|t| t.to_string())
+        }
+    };
+    // stale: no live flow for longer than `stale_after` (its last use as audits saw it,
+    // else its creation); without registrations to tell, by creation date alone
+    let is_stale = |img: &Image, live_flows: usize, last_used: Option<&str>| {
+        if !have_flows {
+            return older_than_stale(img.created.as_deref());
+        }
+        live_flows == 0
+            && match last_used {
+                Some(t) => older_than_stale(Some(t)),
+                None => older_than_stale(img.created.as_deref()),
+            }
+    };
 
     let mut repositories: BTreeMap<String, RepositoryRow> = BTreeMap::new();
     let mut python = BTreeMap::new();
@@ -372,6 +408,7 @@ pub fn build(
             *row.versions.entry(d.version.clone()).or_default() += 1;
         }
         let flows = flows_by_image.get(img.id.as_str()).copied().unwrap_or(0);
+        let used_at = last_used(img, flows);
         images.push(ImageRow {
             id: img.id.clone(),
             references: img.references.clone(),
@@ -384,7 +421,8 @@ pub fn build(
             flows,
             orphan: have_flows && !used.contains(img.id.as_str()),
             archived_only: flows == 0 && used.contains(img.id.as_str()),
-            stale: is_stale(img),
+            stale: is_stale(img, flows, used_at.as_deref()),
+            last_used: used_at,
         });
     }
     let mut base_images: BTreeMap<String, usize> = BTreeMap::new();
@@ -521,6 +559,13 @@ pub fn build(
             stored_bytes_before: used_layers.values().sum(),
             runtime_image_bytes: p.runtime_images.iter().map(|i| i.estimated_bytes).sum(),
             additions: addition_rows(p),
+            savings: Some(savings::compute(
+                inv,
+                p,
+                opts.built,
+                &used_layers,
+                &opts.price,
+            )),
         }
     });
 

@@ -20,6 +20,20 @@ fn env() -> Environment<'static> {
         let sign = if b < 0 { "-" } else { "+" };
         format!("{sign}{}", HumanBytes(b.unsigned_abs()))
     });
+    // decimal GB, as storage is billed; the sign is the sentence's to say
+    env.add_filter("gb", |b: i64| {
+        let b = b.unsigned_abs();
+        if b >= 10_000_000 {
+            format!("{:.2} GB", b as f64 / 1e9)
+        } else {
+            HumanBytes(b).to_string()
+        }
+    });
+    env.add_filter("money", |m: f64| match m.abs() {
+        0.0 => "0".to_string(),
+        m if m < 0.01 => "less than 0.01".to_string(),
+        m => format!("about {m:.2}"),
+    });
     // `3.9, 3.10, 3.11`, not the text order `3.10, 3.11, 3.9`
     env.add_filter(
         "by_version",
