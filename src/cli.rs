@@ -221,6 +221,10 @@ struct RegistryArgs {
     /// Accept any TLS certificate.
     #[arg(long)]
     insecure: bool,
+    /// Trust the certificate authorities in this PEM file as well as the system's (a
+    /// registry whose certificate a company CA signed).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     /// Requests in flight to one registry at once.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
@@ -501,6 +505,20 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
     } else {
         None
     };
+    let ca_certs = match &a.ca_file {
+        None => Vec::new(),
+        Some(f) => {
+            let pem = std::fs::read(f)
+                .with_context(|| format!("--ca-file {}: cannot read it", f.display()))?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(c) if !c.is_empty() => c,
+                _ => anyhow::bail!(
+                    "--ca-file {}: no PEM certificate in it (expected -----BEGIN CERTIFICATE----- blocks)",
+                    f.display()
+                ),
+            }
+        }
+    };
     let mut by_host: Vec<RegistryInput> = Vec::new();
     for t in targets {
         let target = crate::reference::RegistryTarget::parse(t)?;
@@ -515,6 +533,7 @@ fn registry_inputs(targets: &[String], a: &RegistryArgs) -> Result<Vec<Input>> {
                 r.platform = platform.clone();
                 r.plain_http = plain;
                 r.insecure = a.insecure;
+                r.ca_certs = ca_certs.clone();
                 r.concurrency = a.concurrency.max(1);
                 r.page_size = a.page_size;
                 r.retry = crate::net::Policy {
@@ -635,6 +654,12 @@ fn hint(message: &str) -> &'static str {
         || m.contains("wrong version number")
     {
         " (hint: is it a plain-HTTP registry? pass --plain-http)"
+    } else if m.contains("unknownissuer")
+        || m.contains("unknown issuer")
+        || m.contains("invalid peer certificate")
+        || m.contains("certificate verify failed")
+    {
+        " (hint: this machine does not trust the CA that signed the registry's certificate: pass --ca-file CA.pem, or --insecure to skip verification)"
     } else if m.contains("connection refused")
         || m.contains("cannot reach")
         || m.contains("dns error")

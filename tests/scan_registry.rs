@@ -814,3 +814,111 @@ fn registry_arguments_with_a_scheme_or_a_docker_hub_shorthand() {
         stderr(&o)
     );
 }
+
+/// A registry whose certificate a CA this machine does not trust signed: refused with the
+/// flag that fixes it, read with `--ca-file` (the CA added to the system's, verification
+/// kept), and with `--insecure`; a file with no certificate in it is refused by name.
+#[test]
+fn a_registry_signed_by_an_unknown_ca_is_refused_with_a_hint_and_read_with_its_ca_file() {
+    unsprawl::fixture::local_registry::ensure_installed();
+    let dir = tempfile::tempdir().unwrap();
+    let f = |n: &str| dir.path().join(n);
+    let (ca, key, cert) = (f("ca.pem"), f("key.pem"), f("cert.pem"));
+    std::fs::write(f("san.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    // a company CA, and the registry's certificate signed by it
+    for args in [
+        vec![
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test company CA",
+            "-keyout",
+            p(&f("ca.key")),
+            "-out",
+            p(&ca),
+        ],
+        vec![
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            p(&key),
+            "-out",
+            p(&f("reg.csr")),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            p(&f("reg.csr")),
+            "-CA",
+            p(&ca),
+            "-CAkey",
+            p(&f("ca.key")),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            p(&f("san.cnf")),
+            "-out",
+            p(&cert),
+        ],
+    ] {
+        let st = Command::new("openssl")
+            .args(&args)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "openssl {args:?}");
+    }
+    // nested under the config's `http:` (after its `addr:`)
+    let tls = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n",
+        cert.display(),
+        key.display()
+    );
+    let reg =
+        unsprawl::fixture::local_registry::LocalRegistry::start(&dir.path().join("reg"), &tls)
+            .expect("the TLS registry starts");
+    let run = |extra: &[&str]| {
+        let out = dir.path().join("inv.json");
+        let host = reg.host();
+        let mut args = vec!["scan", "registry", &host, "-o", p(&out), "--no-cache"];
+        args.extend(extra);
+        let o = Command::new(env!("CARGO_BIN_EXE_unsprawl"))
+            .args(&args)
+            .env("DOCKER_CONFIG", dir.path())
+            .env_remove("SSL_CERT_FILE")
+            .output()
+            .unwrap();
+        (o.status.code(), stderr(&o))
+    };
+    let started = std::time::Instant::now();
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--ca-file"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "a certificate refusal is final, not retried"
+    );
+    let (code, err) = run(&["--plain-http"]);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = run(&["--ca-file", p(&ca)]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["--insecure"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["--ca-file", p(&key)]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("no PEM certificate") && err.contains("key.pem"),
+        "{err}"
+    );
+}

@@ -103,6 +103,9 @@ impl Transient {
     /// A reqwest failure worth another try: anything on the way (connect, reset,
     /// timeout, a body cut short), not a request we built wrong.
     pub fn error(e: &reqwest::Error) -> Option<Transient> {
+        if tls_refused(e) {
+            return None;
+        }
         (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || e.is_decode())
             .then_some(Transient::Connection)
     }
@@ -112,6 +115,24 @@ impl Transient {
     pub fn host_failing(&self) -> bool {
         !matches!(self, Transient::Throttled)
     }
+}
+
+/// A TLS handshake that failed for good: a certificate this machine does not accept,
+/// or a server that does not speak TLS at all. Trying again cannot change either. (The
+/// rustls error sits deep in the source chain, and only its text reaches us.)
+fn tls_refused(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("invalid peer certificate")
+            || text.contains("InvalidContentType")
+            || text.contains("corrupt message")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 /// `Retry-After` as a wait from `now`: delta seconds or an HTTP date (RFC 9110 §10.2.3).

@@ -101,9 +101,11 @@ impl Http {
         concurrency: usize,
         retry: Policy,
         insecure: bool,
+        ca_certs: &[reqwest::Certificate],
     ) -> Result<Self, HttpError> {
         let client = reqwest::Client::builder()
             .tls_danger_accept_invalid_certs(insecure)
+            .tls_certs_merge(ca_certs.iter().cloned())
             .connect_timeout(Duration::from_secs(10))
             .read_timeout(Duration::from_secs(60))
             .user_agent(concat!("unsprawl/", env!("CARGO_PKG_VERSION")))

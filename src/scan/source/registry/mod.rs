@@ -44,6 +44,8 @@ pub struct RegistryInput {
     pub platform: Option<(String, String)>,
     pub plain_http: bool,
     pub insecure: bool,
+    /// Certificate authorities to trust besides the system's (`--ca-file`).
+    pub ca_certs: Vec<reqwest::Certificate>,
     pub credentials: Option<Credentials>,
     /// Requests in flight to this registry at once.
     pub concurrency: usize,
@@ -62,6 +64,7 @@ impl RegistryInput {
             platform: None,
             plain_http: false,
             insecure: false,
+            ca_certs: Vec::new(),
             credentials: None,
             concurrency: 4,
             page_size: None,
@@ -134,6 +137,7 @@ pub fn walk(input: RegistryInput, cache_root: Option<&Path>) -> Result<Walk, Str
         input.concurrency,
         input.retry.clone(),
         input.insecure,
+        &input.ca_certs,
     )
     .map_err(|e| e.to_string())?;
     let registry_dir = cache_root.map(|r| r.join("registry"));
