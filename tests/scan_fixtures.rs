@@ -457,11 +457,19 @@ fn second_scan_reads_no_layer_and_writes_the_same_inventory() {
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
-    assert_eq!(progress.len(), 19, "one progress line per layer read");
-    assert!(
-        progress
-            .iter()
-            .all(|v| v["event"] == "layer" && v["error"].is_null())
+    let layers: Vec<&serde_json::Value> =
+        progress.iter().filter(|v| v["event"] == "layer").collect();
+    assert_eq!(layers.len(), 19, "one progress line per layer read");
+    assert!(layers.iter().all(|v| v["error"].is_null()));
+    assert_eq!(
+        progress[0]["event"], "reading",
+        "the totals before the first layer"
+    );
+    assert_eq!(progress[0]["layers"], 19);
+    let last = layers.last().unwrap();
+    assert_eq!(
+        last["images_done"], last["images"],
+        "every image done at the end"
     );
     let (warm, warm_log) = run("warm.json", &["--cache-dir", p(&cache)]);
     let (uncached, _) = run("none.json", &["--no-cache"]);

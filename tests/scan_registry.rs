@@ -68,10 +68,62 @@ fn anonymous_registry_matches_the_layout_with_pagination_multiarch_and_docker_ty
     push_fixtures(&reg.host(), SPECS, &[], None);
     let want = layout_scan(&[]);
     // n=2 forces several catalog and tag pages, followed through relative Link headers
-    let (o, inv) = scan(&[&reg.host(), "--no-cache", "--page-size", "2"], None);
+    let (o, inv) = scan(
+        &[
+            &reg.host(),
+            "--no-cache",
+            "--page-size",
+            "2",
+            "--progress",
+            "json",
+        ],
+        None,
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let inv = inv.unwrap();
     assert!(inv.errors.is_empty(), "{:?}", inv.errors);
+    // progress from the first request: repositories, then their tags, then the tags'
+    // manifests (each step to its total), then the layers with images done of all
+    let events: Vec<serde_json::Value> = stderr(&o)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let steps: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["step"].as_str().unwrap_or("")
+            )
+        })
+        .fold(Vec::new(), |mut v, s| {
+            if v.last() != Some(&s) {
+                v.push(s);
+            }
+            v
+        });
+    assert_eq!(
+        steps[..4],
+        [
+            "finding repositories",
+            "finding tags of repositories",
+            "finding manifests of tags",
+            "reading "
+        ],
+        "{steps:?}"
+    );
+    for step in ["tags of repositories", "manifests of tags"] {
+        let last = events.iter().filter(|e| e["step"] == step).last().unwrap();
+        assert_eq!(last["done"], last["total"], "{step}: {last}");
+    }
+    let last = events
+        .iter()
+        .filter(|e| e["event"] == "layer")
+        .last()
+        .unwrap();
+    assert_eq!(last["images_done"], last["images"], "{last}");
+    assert_eq!(last["images"], inv.images.len());
     assert_eq!(inv.images.len(), want.len(), "every image, every platform");
     for img in &inv.images {
         let w = &want[&img.id];

@@ -15,9 +15,10 @@ pub mod scratch;
 pub mod source;
 pub mod squash;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rayon::prelude::*;
 
@@ -245,6 +246,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     let mut runtimes = Vec::new();
     // engine save streams are read lazily, like any archive: keep the files to the end
     let mut saved = Vec::new();
+    let bar = progress::Progress::start(opts.progress);
     for input in inputs {
         match input {
             Input::Engine(e) => {
@@ -276,7 +278,9 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                     kind: "registry".into(),
                     location: r.host.clone(),
                 });
-                match source::registry::walk((**r).clone(), opts.cache_root.as_deref()) {
+                let mut r_in = (**r).clone();
+                r_in.progress = bar.clone();
+                match source::registry::walk(r_in, opts.cache_root.as_deref()) {
                     Ok(w) => {
                         found.extend(w.images);
                         errors.extend(w.problems.into_iter().map(Problem::from));
@@ -469,21 +473,29 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
 
     // largest first, so one big layer does not start last and finish alone
     todo.sort_by_key(|(_, j)| std::cmp::Reverse(j.expected.stored_bytes));
-    let bar = progress::Progress::start(opts.progress, todo.len(), stats.bytes_read);
-    let done = std::sync::atomic::AtomicUsize::new(0);
+    let images_left = ImagesLeft::new(&by_id, &todo);
+    bar.reading(
+        todo.len(),
+        stats.bytes_read,
+        images_left.done(),
+        images_left.images,
+    );
+    let done = AtomicUsize::new(0);
     let analyse_all = || -> Vec<(String, Result<LayerFacts, String>)> {
         todo.par_iter()
             .map(|(key, job)| {
                 let result = job
                     .read(&opts.limits, &BTreeMap::new(), cache.as_ref())
                     .map_err(|e| e.to_string());
-                bar.layer_done(
-                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
-                    todo.len(),
-                    &job.expected.diff_id,
-                    job.expected.stored_bytes,
-                    result.as_ref().err().map(String::as_str),
-                );
+                bar.layer_done(progress::LayerDone {
+                    done: done.fetch_add(1, Ordering::Relaxed) + 1,
+                    total: todo.len(),
+                    diff_id: &job.expected.diff_id,
+                    bytes: job.expected.stored_bytes,
+                    images_done: images_left.layer_done(key),
+                    images: images_left.images,
+                    error: result.as_ref().err().map(String::as_str),
+                });
                 (key.clone(), result)
             })
             .collect()
@@ -510,6 +522,63 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
     inv.scanned_at =
         Some(humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string());
     (inv, stats)
+}
+
+/// How many images still wait for a layer: an image is done when the last of its
+/// distinct layers to read is (what the progress bar counts as images done).
+struct ImagesLeft {
+    images: usize,
+    /// For each layer to read, the images that wait for it.
+    waiting: HashMap<String, Vec<usize>>,
+    left: Vec<AtomicUsize>,
+    done: AtomicUsize,
+}
+
+impl ImagesLeft {
+    fn new(by_id: &BTreeMap<String, Resolved>, todo: &[(String, LayerJob)]) -> Self {
+        let to_read: HashSet<&str> = todo.iter().map(|(k, _)| k.as_str()).collect();
+        let mut waiting: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut left = Vec::with_capacity(by_id.len());
+        for (i, r) in by_id.values().enumerate() {
+            let mut keys = HashSet::new();
+            if let (Some(c), Some(f)) = (&r.config, r.found.first()) {
+                for (l, diff_id) in f.layers.iter().zip(&c.diff_ids) {
+                    let k = job_key(l, diff_id);
+                    if to_read.contains(k.as_str()) {
+                        keys.insert(k);
+                    }
+                }
+            }
+            left.push(AtomicUsize::new(keys.len()));
+            for k in keys {
+                waiting.entry(k).or_default().push(i);
+            }
+        }
+        let done = left
+            .iter()
+            .filter(|n| n.load(Ordering::Relaxed) == 0)
+            .count();
+        ImagesLeft {
+            images: by_id.len(),
+            waiting,
+            left,
+            done: AtomicUsize::new(done),
+        }
+    }
+
+    fn done(&self) -> usize {
+        self.done.load(Ordering::Relaxed)
+    }
+
+    /// `key` was read: the images done now.
+    fn layer_done(&self, key: &str) -> usize {
+        for &i in self.waiting.get(key).into_iter().flatten() {
+            if self.left[i].fetch_sub(1, Ordering::Relaxed) == 1 {
+                self.done.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.done()
+    }
 }
 
 /// Hard links at paths the analysis reads (a `METADATA`) whose targets are files it did

@@ -52,6 +52,8 @@ pub struct RegistryInput {
     /// `n=` for catalog and tag pages (`None`: the registry's default).
     pub page_size: Option<usize>,
     pub retry: crate::net::Policy,
+    /// Where the catalog, tags and manifests found are counted as they come.
+    pub progress: crate::scan::progress::Progress,
 }
 
 impl RegistryInput {
@@ -65,6 +67,7 @@ impl RegistryInput {
             plain_http: false,
             insecure: false,
             ca_certs: Vec::new(),
+            progress: Default::default(),
             credentials: None,
             concurrency: 4,
             page_size: None,
@@ -211,10 +214,23 @@ impl Walker {
         let mut problems = Vec::new();
         let targets: Vec<Target> = if self.input.references.is_empty() {
             let repos = self.repositories().await?;
+            let host = &self.input.host;
+            let progress = &self.input.progress;
+            progress.finding(host, "repositories", repos.len(), None);
             let tag_glob = self.input.tag_glob.as_deref().map(glob).transpose()?;
             // bounded: a catalog of 100,000 repositories is not 100,000 requests at once
+            let mut listed_repos = 0;
             let listed: Vec<_> = futures_util::stream::iter(repos.iter().map(|r| self.tags(r)))
                 .buffered(self.input.concurrency.max(1) * 2)
+                .inspect(|_| {
+                    listed_repos += 1;
+                    progress.finding(
+                        host,
+                        "tags of repositories",
+                        listed_repos,
+                        Some(repos.len()),
+                    );
+                })
                 .collect()
                 .await;
             let mut t = Vec::new();
@@ -246,7 +262,15 @@ impl Walker {
         .buffered(self.input.concurrency.max(1) * 2);
         let mut images: Vec<FoundImage> = Vec::new();
         let mut at: HashMap<(String, String, String), usize> = HashMap::new();
+        let mut resolved_tags = 0;
         while let Some(((repo, tag), r)) = futures_util::StreamExt::next(&mut resolved).await {
+            resolved_tags += 1;
+            self.input.progress.finding(
+                &self.input.host,
+                "manifests of tags",
+                resolved_tags,
+                Some(targets.len()),
+            );
             match r {
                 Ok((found, skipped)) => {
                     for f in found {
