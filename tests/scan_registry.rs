@@ -114,14 +114,10 @@ fn anonymous_registry_matches_the_layout_with_pagination_multiarch_and_docker_ty
         "{steps:?}"
     );
     for step in ["tags of repositories", "manifests of tags"] {
-        let last = events.iter().filter(|e| e["step"] == step).last().unwrap();
+        let last = events.iter().rfind(|e| e["step"] == step).unwrap();
         assert_eq!(last["done"], last["total"], "{step}: {last}");
     }
-    let last = events
-        .iter()
-        .filter(|e| e["event"] == "layer")
-        .last()
-        .unwrap();
+    let last = events.iter().rfind(|e| e["event"] == "layer").unwrap();
     assert_eq!(last["images_done"], last["images"], "{last}");
     assert_eq!(last["images"], inv.images.len());
     assert_eq!(inv.images.len(), want.len(), "every image, every platform");

@@ -70,7 +70,8 @@ impl Progress {
                 None => format!("{source}: {done} {step}"),
             }),
             // about a hundred lines per step, not one per tag of 50,000
-            Kind::Json if total.is_some_and(|t| done != t && done % (t / 100).max(1) != 0) => {}
+            Kind::Json
+                if total.is_some_and(|t| done != t && !done.is_multiple_of((t / 100).max(1))) => {}
             Kind::Json => {
                 let line = serde_json::json!({
                     "event": "finding", "source": source, "step": step,
