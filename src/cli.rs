@@ -1156,11 +1156,16 @@ fn demo(out: &Path) -> Result<ExitCode> {
     migrate::print_summary(&m, &migration_dir);
 
     // and the audit report of it all (no timestamps: the same input, the same files;
-    // reports/example is a copy, checked for drift by the tests)
+    // reports/example is a copy, checked for drift by the tests), following the weekly
+    // audits of this estate's earlier weeks (bundled) as a scheduled audit would
+    let previous_path = out.join("previous-report.json");
+    std::fs::write(&previous_path, BUNDLED_PREVIOUS_REPORT)
+        .with_context(|| format!("cannot write {}", previous_path.display()))?;
+    let previous = report::previous_from(&previous_path, BUNDLED_PREVIOUS_REPORT)?;
     let mut r = crate::report::build(
         &inv,
         Some(&solved.plan),
-        None,
+        Some(&previous),
         &[],
         &crate::report::Options {
             stale_after: std::time::Duration::from_secs(180 * 86_400),
@@ -1170,7 +1175,12 @@ fn demo(out: &Path) -> Result<ExitCode> {
         },
     );
     let report_dir = out.join("report");
-    r.inputs = report::report_inputs(&inv_path, Some(&plan_path), None, &report_dir)?;
+    r.inputs = report::report_inputs(
+        &inv_path,
+        Some(&plan_path),
+        Some(&previous_path),
+        &report_dir,
+    )?;
     r.inputs.push(crate::provenance::record(
         "build",
         &build_path,
@@ -1180,6 +1190,11 @@ fn demo(out: &Path) -> Result<ExitCode> {
     say::say!("report: {}", written.join(", "));
     Ok(ExitCode::SUCCESS)
 }
+
+/// The last of three weekly audits of the demo's estate, from before its newest image
+/// was pushed (made by `unsprawl report --previous …` on the demo inventory less those
+/// images; see `fixtures/demo/README.md`): the demo's report has a trend to show.
+const BUNDLED_PREVIOUS_REPORT: &str = include_str!("../fixtures/demo/previous-report.json");
 
 /// The wheels the demo's runtime images need, bundled (`fixtures/wheels/`), written
 /// beside the layout.

@@ -442,6 +442,14 @@ fn html_renders_in_headless_chromium_without_network() {
     assert!(dom.contains(r#"id="total-images">5<"#), "{dom}");
     assert!(dom.contains(r#"id="runtime-images">2<"#));
     assert!(dom.contains(r#"id="orphans">2<"#));
+    // what a lead is shown: the teams, the ranking, the trend over the bundled weekly
+    // audits (three earlier points and this one) and the savings
+    assert!(
+        dom.contains("<h2>Teams</h2>") && dom.contains("Largest first."),
+        "{dom}"
+    );
+    assert!(dom.contains(r#"data-point="3""#) && !dom.contains(r#"data-point="4""#));
+    assert!(dom.contains(r#"id="savings""#) && dom.contains("per GB-month"));
     assert!(
         dom.matches("<svg").count() >= 5,
         "four sprawl charts and the plan's"

@@ -109,8 +109,13 @@ pub(super) fn read<T: serde::de::DeserializeOwned>(path: &Path, schema: &str) ->
 pub(super) fn read_previous(path: &Path) -> Result<Report> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    previous_from(path, &text)
+}
+
+/// [`read_previous`] of a text already read (`path` names it in errors).
+pub(super) fn previous_from(path: &Path, text: &str) -> Result<Report> {
     let mut v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+        serde_json::from_str(text).with_context(|| format!("{} is not JSON", path.display()))?;
     let found = v.get("schema").and_then(|s| s.as_str()).unwrap_or("");
     if !report::PREVIOUS_SCHEMAS.contains(&found) {
         anyhow::bail!(
