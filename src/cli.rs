@@ -333,6 +333,16 @@ enum ProgressArg {
     Quiet,
 }
 
+impl From<ProgressArg> for ProgressMode {
+    fn from(p: ProgressArg) -> Self {
+        match p {
+            ProgressArg::Auto => ProgressMode::Auto,
+            ProgressArg::Json => ProgressMode::Json,
+            ProgressArg::Quiet => ProgressMode::Quiet,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Shape {
     Classic,
@@ -582,11 +592,7 @@ fn scan_options(a: &ScanArgs) -> ScanOptions {
         since: a
             .since
             .and_then(|d| std::time::SystemTime::now().checked_sub(d)),
-        progress: match a.progress {
-            ProgressArg::Auto => ProgressMode::Auto,
-            ProgressArg::Json => ProgressMode::Json,
-            ProgressArg::Quiet => ProgressMode::Quiet,
-        },
+        progress: a.progress.into(),
     }
 }
 

@@ -136,6 +136,17 @@ fn numbers_match_an_independent_count_and_exit_codes_follow_the_rules() {
         (plan.images_before, plan.runtime_images, plan.lower_bound),
         (3, 2, 2)
     );
+    // each runtime image with its member flows: every planned flow on exactly one
+    assert_eq!(plan.images.len(), 2);
+    assert_eq!(
+        plan.images.iter().map(|i| i.flows.len()).sum::<usize>(),
+        plan.planned_flows
+    );
+    assert!(
+        plan.images
+            .windows(2)
+            .all(|w| w[0].flows.len() >= w[1].flows.len())
+    );
 
     // CI exit codes: 0 within the rules, 1 a rule broken, 2 a bad rule
     let inv_path = d.join("inventory.json");

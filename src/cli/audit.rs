@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::{FlowSource, RegistryArgs};
 use crate::report::policy::Rule;
-use crate::scan::{self, Input, ScanOptions, progress::ProgressMode};
+use crate::scan::{self, Input, ScanOptions};
 
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("images").required(true).multiple(true)
@@ -77,6 +77,13 @@ pub(super) struct AuditArgs {
     stale_after: std::time::Duration,
     #[command(flatten)]
     price: super::report::PriceArgs,
+    /// Layers analysed at once (default: one per core).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Progress on stderr, as for `scan`: `auto` (a bar on a terminal, else nothing),
+    /// `json`, `quiet`.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: super::ProgressArg,
     /// Layer cache (default: the user's cache dir + /unsprawl); audits are incremental.
     #[arg(long, env = "UNSPRAWL_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -146,7 +153,8 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
         inputs.push(Input::Engine(engine));
     }
     let mut opts = ScanOptions {
-        progress: ProgressMode::Auto,
+        progress: a.progress.into(),
+        jobs: a.jobs,
         ..ScanOptions::default()
     };
     if let Some(c) = &a.cache_dir {

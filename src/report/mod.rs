@@ -174,6 +174,53 @@ pub struct PlanEffect {
     /// Stored bytes today against the runtime images' stored bytes, and their price.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub savings: Option<savings::Savings>,
+    /// Each runtime image with the flows it will run, largest membership first.
+    #[serde(default)]
+    pub images: Vec<RuntimeImageRow>,
+}
+
+/// One runtime image of the plan, as a lead reads it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RuntimeImageRow {
+    pub name: String,
+    pub base_image: String,
+    pub python: String,
+    /// Pinned distributions.
+    pub distributions: usize,
+    /// The member flows, by name (`flow` or `flow/deployment`), sorted.
+    pub flows: Vec<String>,
+    /// How many of today's images it replaces.
+    pub replaces: usize,
+}
+
+fn runtime_image_rows(p: &Plan) -> Vec<RuntimeImageRow> {
+    let name_of: HashMap<&str, &str> = p
+        .flows
+        .iter()
+        .map(|f| (f.flow.as_str(), f.name.as_str()))
+        .collect();
+    let mut rows: Vec<RuntimeImageRow> = p
+        .runtime_images
+        .iter()
+        .map(|i| {
+            let mut flows: Vec<String> = i
+                .members
+                .iter()
+                .map(|k| name_of.get(k.as_str()).copied().unwrap_or(k).to_string())
+                .collect();
+            flows.sort();
+            RuntimeImageRow {
+                name: i.name.clone(),
+                base_image: i.base_image.clone(),
+                python: i.python.clone(),
+                distributions: i.requirements.len(),
+                flows,
+                replaces: i.replaces.len(),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| b.flows.len().cmp(&a.flows.len()).then(a.name.cmp(&b.name)));
+    rows
 }
 
 /// One addition across the plan's runtime images.
@@ -314,11 +361,11 @@ pub fn build(
     let scanned = inv
         .scanned_at
         .as_deref()
-        .and_then(|t| humantime::parse_rfc3339(t).ok())
+        .and_then(crate::time::parse)
         .unwrap_or_else(SystemTime::now);
     let have_flows = !inv.flows.is_empty();
     let older_than_stale = |t: Option<&str>| {
-        t.and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+        t.and_then(crate::time::parse)
             .is_some_and(|c| scanned.duration_since(c).unwrap_or_default() > opts.stale_after)
     };
     // when a live flow last ran on each image, as earlier audits saw it
@@ -566,6 +613,7 @@ pub fn build(
                 &used_layers,
                 &opts.price,
             )),
+            images: runtime_image_rows(p),
         }
     });
 

@@ -20,6 +20,8 @@ fn env() -> Environment<'static> {
         let sign = if b < 0 { "-" } else { "+" };
         format!("{sign}{}", HumanBytes(b.unsigned_abs()))
     });
+    // `2023-01-01` for a midnight, `2023-01-01 10:11 UTC` otherwise; nothing for none
+    env.add_filter("date", |t: Option<String>| readable_date(t.as_deref()));
     // decimal GB, as storage is billed; the sign is the sentence's to say
     env.add_filter("gb", |b: i64| {
         let b = b.unsigned_abs();
@@ -200,6 +202,25 @@ fn escape(s: &str) -> String {
 }
 
 /// The date of an RFC 3339 time (`2026-12-01`), or `now` for a report without one.
+/// An RFC 3339 time as people read it; text that is not one is shown as it is.
+fn readable_date(t: Option<&str>) -> String {
+    let Some(t) = t else {
+        return String::new();
+    };
+    match crate::time::parse(t) {
+        Some(at) => {
+            let utc = humantime::format_rfc3339_seconds(at).to_string();
+            let (day, time) = (&utc[..10], &utc[11..16]);
+            if time == "00:00" {
+                day.to_string()
+            } else {
+                format!("{day} {time} UTC")
+            }
+        }
+        None => t.to_string(),
+    }
+}
+
 fn day(at: Option<&str>) -> String {
     at.map(|t| t.chars().take(10).collect())
         .unwrap_or_else(|| "now".into())
@@ -322,7 +343,18 @@ pub fn bar_chart(title: &str, rows: &[(String, f64)], unit: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::version_order;
+    use super::{readable_date, version_order};
+
+    #[test]
+    fn dates_read_as_people_write_them() {
+        assert_eq!(readable_date(Some("2024-02-01T00:00:00Z")), "2024-02-01");
+        assert_eq!(
+            readable_date(Some("2023-01-01T10:11:12.345+02:00")),
+            "2023-01-01 08:11 UTC"
+        );
+        assert_eq!(readable_date(Some("last tuesday")), "last tuesday");
+        assert_eq!(readable_date(None), "");
+    }
 
     #[test]
     fn versions_sort_as_people_read_them() {

@@ -404,7 +404,7 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
             r.config
                 .as_ref()
                 .and_then(|c| c.created.as_deref())
-                .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+                .and_then(crate::time::parse)
                 .is_none_or(|t| t >= since)
         });
     }
