@@ -19,8 +19,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use unsprawl::fixture::local_dockerd::Dockerd;
 use unsprawl::fixture::{self, ArchiveShape, Corpus, DirFiles};
+use unsprawl_testkit::local_dockerd::Dockerd;
 
 const ROUNDS: usize = 3;
 

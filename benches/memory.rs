@@ -198,14 +198,12 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// A registry of one repository whose one image has `tags` tags (at least 1,000).
-fn tagged_registry(
-    tags: usize,
-) -> anyhow::Result<unsprawl::fixture::local_registry::LocalRegistry> {
+fn tagged_registry(tags: usize) -> anyhow::Result<unsprawl_testkit::local_registry::LocalRegistry> {
     use unsprawl::fixture;
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-memory/tags-{tags}"));
     let _ = std::fs::remove_dir_all(&dir);
-    let reg = unsprawl::fixture::local_registry::LocalRegistry::start(&dir, "")?;
+    let reg = unsprawl_testkit::local_registry::LocalRegistry::start(&dir, "")?;
     let spec = r#"name = "bench/many"
 tags = ["t0"]
 [[layers]]

@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use unsprawl::fixture;
-use unsprawl::fixture::local_registry::LocalRegistry;
+use unsprawl_testkit::local_registry::LocalRegistry;
 
 const REPOS: usize = 10;
 const TAGS: usize = 3;

@@ -1000,7 +1000,7 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
                 f.state.as_str()
             },
             f.title(),
-            f.project.as_deref().unwrap_or(&f.system),
+            f.project.as_deref().unwrap_or(f.system.as_str()),
             f.image_reference.as_deref().unwrap_or("-")
         );
         let mut lines = vec![line.trim_end().to_string()];

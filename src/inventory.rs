@@ -41,7 +41,7 @@ pub struct Inventory {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct SourceRef {
-    /// `oci-dir`, `archive` (later: `registry`, `engine`).
+    /// `oci-dir`, `archive`, `registry`, `engine`.
     pub kind: String,
     /// Path or address of the source.
     pub location: String,
@@ -312,13 +312,52 @@ impl Inventory {
     }
 }
 
-/// One flow registration: a Prefect 1 flow version (or, later, a Prefect 2/3 deployment).
+/// The Prefect generation a registration belongs to: what its storage, run config and
+/// API look like. Prefect 2 and 3 servers share the REST API and are one system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum System {
+    /// Prefect 1: flows with storage and run configs, over GraphQL.
+    Prefect1,
+    /// Prefect 2 and 3: deployments with pull steps and job variables, over REST.
+    Prefect3,
+}
+
+impl System {
+    /// The name documents use (`prefect1`, `prefect3`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            System::Prefect1 => "prefect1",
+            System::Prefect3 => "prefect3",
+        }
+    }
+}
+
+impl std::fmt::Display for System {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `flow.system == "prefect1"` reads as the document does.
+impl PartialEq<&str> for System {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for System {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+/// One flow registration: a Prefect 1 flow version or a Prefect 2/3 deployment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Flow {
     /// Stable key within the inventory: `prefect1:<flow id>` (or `prefect1:<project>/<name>`).
     pub key: String,
-    /// `prefect1` (later `prefect3`).
-    pub system: String,
+    pub system: System,
     /// The flow's name.
     pub name: String,
     /// Prefect 2/3: the deployment's name (a flow may have several deployments).

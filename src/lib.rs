@@ -1,7 +1,8 @@
 //! unsprawl: from hundreds of per-flow Prefect images to a few shared runtime images.
 //!
 //! The pipeline, one module per stage, each reading and writing a versioned JSON document:
-//! [`scan`] → [`inventory`] (later: plan → migrate, and report).
+//! [`scan`] and [`flows`] → [`inventory`] → [`plan`] → [`build`] → [`migrate`] and
+//! [`report`].
 
 pub mod build;
 pub mod cli;

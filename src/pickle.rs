@@ -11,8 +11,9 @@
 //! (`GLOBAL`/`STACK_GLOBAL` and cloudpickle `subimport` calls), the registering machine's
 //! `__file__`, and the state of the pickled Docker storage and run config.
 //!
-//! The algorithm follows `shared/reference/prefect/pickle_imports.py` and
-//! `pickle_skeleton.py`; tests check that both agree on the real Prefect 1.4.1 examples.
+//! The algorithm follows the project's reference Python prototypes (`pickle_imports.py`,
+//! `pickle_skeleton.py`, kept beside the repository); `tests/it/pickle_prototype.rs`
+//! checks that both agree on the real Prefect 1.4.1 examples.
 
 use std::collections::BTreeSet;
 

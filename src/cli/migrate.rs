@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use super::say;
 use clap::{Args, ValueEnum};
 
-use crate::inventory::Inventory;
+use crate::inventory::{Inventory, System};
 use crate::migrate::apply::{self, Endpoint};
 use crate::migrate::gitref::{self, Checkout, RefFrom};
 use crate::migrate::{self, GitTarget, Inputs, Migration, Registrations, Status};
@@ -21,6 +21,15 @@ use crate::plan::Plan;
 pub(super) enum Target {
     Prefect1,
     Prefect3,
+}
+
+impl From<Target> for System {
+    fn from(t: Target) -> System {
+        match t {
+            Target::Prefect1 => System::Prefect1,
+            Target::Prefect3 => System::Prefect3,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -107,8 +116,8 @@ pub(super) struct RollbackArgs {
 }
 
 /// The API key from `--api-key-env`, or from the target's usual variable.
-fn key_from(env: Option<&str>, target: &str) -> Option<String> {
-    let var = env.unwrap_or(if target == "prefect1" {
+fn key_from(env: Option<&str>, target: System) -> Option<String> {
+    let var = env.unwrap_or(if target == System::Prefect1 {
         "PREFECT__CLOUD__API_KEY"
     } else {
         "PREFECT_API_KEY"
@@ -140,19 +149,15 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
             .iter()
             .filter_map(|p| by_key.get(p.flow.as_str()))
     };
-    let systems: std::collections::BTreeSet<&str> = planned().map(|f| f.system.as_str()).collect();
+    let systems: std::collections::BTreeSet<System> = planned().map(|f| f.system).collect();
     let target = match (a.target, systems.len()) {
         (Some(t), _) => t,
         (None, 0) => bail!("{}: no planned flows to migrate", a.plan.display()),
-        (None, 1) if systems.contains("prefect3") => Target::Prefect3,
+        (None, 1) if systems.contains(&System::Prefect3) => Target::Prefect3,
         (None, 1) => Target::Prefect1,
         _ => bail!("the plan has Prefect 1 and Prefect 3 flows: pick one with --target"),
     };
-    let kind = if target == Target::Prefect1 {
-        "prefect1"
-    } else {
-        "prefect3"
-    };
+    let kind = System::from(target);
     let scanned_from = |k: &str| {
         inv.sources
             .iter()
@@ -203,7 +208,7 @@ pub(super) fn run(a: &MigrateArgs) -> Result<ExitCode> {
                 .context("where are the deployments? pass --api URL")?;
             let e = ep(api.clone());
             let ids: Vec<String> = planned()
-                .filter(|f| f.system == "prefect3")
+                .filter(|f| f.system == System::Prefect3)
                 .filter_map(|f| f.flow_id.clone())
                 .collect();
             let deps = apply::read_deployments(&e, &ids).map_err(anyhow::Error::msg)?;
@@ -449,8 +454,8 @@ pub(super) fn rollback(a: &RollbackArgs) -> Result<ExitCode> {
     let target = entries
         .iter()
         .find(|e| e.op == "begin")
-        .and_then(|e| e.data["target"].as_str())
-        .unwrap_or("prefect3");
+        .and_then(|e| serde_json::from_value::<System>(e.data["target"].clone()).ok())
+        .unwrap_or(System::Prefect3);
     let ep = Endpoint {
         api,
         key: key_from(a.api_key_env.as_deref(), target),

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use crate::inventory::{Flow, FlowState};
+use crate::inventory::{Flow, FlowState, System};
 
 /// Prefect 1 storage classes that clone the flow's code from a git host at run time.
 const GIT_STORAGES: &[&str] = &["Git", "GitHub", "GitLab", "Bitbucket", "CodeCommit"];
@@ -16,9 +16,9 @@ const GIT_STORAGES: &[&str] = &["Git", "GitHub", "GitLab", "Bitbucket", "CodeCom
 /// step (Prefect 2/3). Such a flow is `already-migrated`, never dangling or planned.
 pub fn code_from_git(f: &Flow) -> bool {
     let kind = f.storage_kind.as_deref().unwrap_or("");
-    match f.system.as_str() {
-        "prefect1" => GIT_STORAGES.contains(&kind),
-        _ => kind == "git_clone",
+    match f.system {
+        System::Prefect1 => GIT_STORAGES.contains(&kind),
+        System::Prefect3 => kind == "git_clone",
     }
 }
 
@@ -35,7 +35,7 @@ pub fn classify(flows: &mut [Flow]) {
     // group → index of its live version (newest unarchived; ties: the later key)
     let mut live: HashMap<String, usize> = HashMap::new();
     for (i, f) in flows.iter().enumerate() {
-        if f.system != "prefect1" || f.archived {
+        if f.system != System::Prefect1 || f.archived {
             continue;
         }
         let g = group_of(f);
@@ -59,7 +59,7 @@ pub fn classify(flows: &mut [Flow]) {
         })
         .collect();
     for (i, f) in flows.iter_mut().enumerate() {
-        if f.system != "prefect1" {
+        if f.system != System::Prefect1 {
             continue;
         }
         let g = group_of(f);
@@ -106,7 +106,7 @@ mod tests {
     fn version(key: &str, group: &str, v: i64, archived: bool) -> Flow {
         Flow {
             key: key.into(),
-            system: "prefect1".into(),
+            system: System::Prefect1,
             name: "orders-etl".into(),
             deployment: None,
             project: Some("team".into()),
@@ -179,7 +179,7 @@ mod tests {
         assert!(!code_from_git(&f));
         f.storage_kind = Some("GitHub".into());
         assert!(code_from_git(&f));
-        f.system = "prefect3".into();
+        f.system = System::Prefect3;
         assert!(!code_from_git(&f));
         f.storage_kind = Some("git_clone".into());
         assert!(code_from_git(&f));

@@ -390,7 +390,7 @@ fn flow(item: &Value) -> Result<Flow, String> {
 
     Ok(Flow {
         key: key.clone(),
-        system: "prefect1".into(),
+        system: crate::inventory::System::Prefect1,
         name,
         deployment: None,
         project,

@@ -7,8 +7,8 @@
 
 use serde_json::{Value, json};
 
-/// The flows query of `shared/reference/prefect/prefect1.md` §e, paged, with tasks and
-/// edges (the stored `serialized_flow` may lack edges; migration rebuilds them).
+/// The flows query against Prefect 1 Server's GraphQL API (Hasura's `flow` table), paged,
+/// with tasks and edges (the stored `serialized_flow` may lack edges; migration rebuilds them).
 pub const FLOWS_QUERY: &str = r#"query Flows($where: flow_bool_exp, $limit: Int, $offset: Int) {
   flow(where: $where, order_by: [{name: asc}, {version: desc}], limit: $limit, offset: $offset) {
     id name version version_group_id archived core_version created

@@ -301,7 +301,7 @@ fn deployment(
     });
     Flow {
         key,
-        system: "prefect3".into(),
+        system: crate::inventory::System::Prefect3,
         name: flow_name,
         deployment: deployment_name,
         project: None,

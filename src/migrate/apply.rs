@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use super::journal::{self, Journal};
 use super::{Migration, Status, prefect3};
 use crate::flows::prefect3::Api;
+use crate::inventory::System;
 
 const CREATE: &str = "mutation($input: create_flow_from_compressed_string_input!) { create_flow_from_compressed_string(input: $input) { id } }";
 const SET_GROUP_RUN_CONFIG: &str = "mutation($input: set_flow_group_run_config_input!) { set_flow_group_run_config(input: $input) { success } }";
@@ -184,7 +185,7 @@ pub fn apply(
             }),
         )?;
         let result = rt.block_on(async {
-            if m.target == "prefect3" {
+            if m.target == System::Prefect3 {
                 let api = ep.rest(client.clone());
                 // read again right before writing: the migration read it a while ago
                 let now = api
@@ -338,11 +339,11 @@ pub fn rollback(
             out.already.push(key);
             continue;
         }
-        let target = intent["target"].as_str().unwrap_or("");
+        let target: Option<System> = serde_json::from_value(intent["target"].clone()).ok();
         let id = intent["id"].as_str().unwrap_or("").to_string();
         let name = intent["name"].as_str().unwrap_or("").to_string();
         let state = rt.block_on(async {
-            if target == "prefect3" {
+            if target == Some(System::Prefect3) {
                 let api = ep.rest(client.clone());
                 let now = api
                     .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
@@ -378,7 +379,7 @@ pub fn rollback(
         let rb = rb.as_mut().expect("opened when applying");
         rb.append("intent", Some(&key), intent.clone())?;
         let result = rt.block_on(async {
-            if target == "prefect3" {
+            if target == Some(System::Prefect3) {
                 let mut body = before.clone();
                 // a deployment that had no pool keeps none; the server refuses null there
                 if body["work_pool_name"].is_null() {

@@ -46,7 +46,7 @@ pub fn write(m: &Migration, dir: &Path) -> Result<(), DocumentsError> {
     }
     // checked before anything is written: the per-flow folder is replaced whole, so
     // only when unsprawl wrote it (its marker says so)
-    let sub = dir.join(&m.target);
+    let sub = dir.join(m.target.as_str());
     crate::output::check_folder(&sub)?;
     crate::output::write_json(&dir.join("migration.json"), m)?;
     crate::output::write_file(&dir.join("diff.md"), super::diff::markdown(m).as_bytes())?;
@@ -86,7 +86,7 @@ fn write_flow_documents(m: &Migration, ready: &[&Item], sub: &Path) -> Result<()
             s
         })
         .collect();
-    if m.target == "prefect1" {
+    if m.target == crate::inventory::System::Prefect1 {
         // each flow is expanded from its one stored copy while it is written, and
         // dropped: the set is never held whole
         let flow_of = |it: &Item| {

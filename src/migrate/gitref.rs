@@ -1,7 +1,7 @@
 //! Which git reference the migrated flows load their code from, and reading a flow file
 //! at that reference (read with `gix`, no `git` binary needed).
 //!
-//! The rule (`shared/reference/prefect/prefect1.md` §f): `BUILD_TAG` → `GIT_BRANCH` →
+//! The rule (what Prefect 1's `Git` storage users set it from in CI): `BUILD_TAG` → `GIT_BRANCH` →
 //! the checkout's active branch. `BUILD_TAG` counts only when the repository has such a
 //! tag (Jenkins sets it to a build id on every build). A detached HEAD (the usual CI
 //! checkout) falls back to the CI systems' variables, then to one tag exactly on HEAD,

@@ -24,7 +24,7 @@ use serde_json::{Value, json};
 
 use crate::flows::source::analyse;
 use crate::flows::stdlib::is_stdlib;
-use crate::inventory::{Flow, Inventory};
+use crate::inventory::{Flow, Inventory, System};
 use crate::plan::document::Plan;
 use gitref::{Checkout, GitRef};
 
@@ -101,8 +101,8 @@ pub struct Migration {
     pub generator: crate::provenance::Generator,
     /// The plan and inventory it was prepared from, by path and SHA-256.
     pub inputs: Vec<crate::provenance::Input>,
-    /// `prefect1` or `prefect3`.
-    pub target: String,
+    /// The system whose registrations it rewrites.
+    pub target: crate::inventory::System,
     /// Where the registrations were read (an export file or an API URL).
     pub registrations: String,
     pub git: GitTarget,
@@ -227,8 +227,8 @@ pub struct Inputs<'a> {
 /// Build and verify every item. Pure over its inputs: no network, no writes.
 pub fn prepare(inp: Inputs<'_>) -> Migration {
     let target = match inp.registrations {
-        Registrations::Prefect1(_) => "prefect1",
-        Registrations::Prefect3(_) => "prefect3",
+        Registrations::Prefect1(_) => System::Prefect1,
+        Registrations::Prefect3(_) => System::Prefect3,
     };
     let flows: HashMap<&str, &Flow> = inp
         .inventory
@@ -329,7 +329,7 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         if item.status != Status::Done && item.checks.iter().any(|c| !c.ok) {
             item.status = Status::Refused;
         }
-        if let (Status::Ready, "prefect1", Some((_, text)), Some(path)) =
+        if let (Status::Ready, System::Prefect1, Some((_, text)), Some(path)) =
             (item.status, target, &file, item.flow_path.clone())
             && !item.write["create"].is_null()
         {
@@ -356,7 +356,7 @@ pub fn prepare(inp: Inputs<'_>) -> Migration {
         schema: SCHEMA.into(),
         generator: crate::provenance::Generator::this(),
         inputs: Vec::new(),
-        target: target.into(),
+        target,
         registrations: inp.registrations_from.clone(),
         git: inp.git.clone(),
         summary,
@@ -389,7 +389,7 @@ fn check_flow_file(
     item: &mut Item,
     flow: &Flow,
     inp: &Inputs<'_>,
-    target: &str,
+    target: System,
 ) -> Option<(crate::flows::source::PyFile, String)> {
     let r = &inp.git.git_ref;
     let at = format!("{} {} ({:.12})", kind_word(r), r.name, r.commit);
@@ -426,7 +426,7 @@ fn check_flow_file(
         check(item, "flow-file", Err(format!("{path} at {at}: {e}")));
         return None;
     }
-    let defined = if target == "prefect3" {
+    let defined = if target == System::Prefect3 {
         let func = entrypoint_function(flow);
         match func {
             Some(f) if file.flow_functions.contains(&f) => {
@@ -590,9 +590,9 @@ fn carry_env(target: &mut Value, flow: &Flow) -> Vec<String> {
 
 /// Prefect 1.4.1 Git storage checks a tag out through `tree` of what the ref points at,
 /// which an annotated tag object has not: every run of the flow would fail.
-fn check_annotated_tag(item: &mut Item, target: &str, inp: &Inputs<'_>) {
+fn check_annotated_tag(item: &mut Item, target: System, inp: &Inputs<'_>) {
     let r = &inp.git.git_ref;
-    if target == "prefect1" && r.kind == gitref::RefKind::Tag && r.annotated {
+    if target == System::Prefect1 && r.kind == gitref::RefKind::Tag && r.annotated {
         check(
             item,
             "git-ref",
@@ -606,13 +606,13 @@ fn check_annotated_tag(item: &mut Item, target: &str, inp: &Inputs<'_>) {
 
 /// The git token's secret exists where the run resolves it: a Prefect 3 Secret block
 /// is looked up on the server; a Prefect 1 secret lives with the agent, out of sight.
-fn check_token_secret(item: &mut Item, target: &str, inp: &Inputs<'_>) {
+fn check_token_secret(item: &mut Item, target: System, inp: &Inputs<'_>) {
     let Some(name) = &inp.git.token_secret else {
         return;
     };
     match (target, &inp.token_secret) {
-        ("prefect3", Some(verdict)) => check(item, "git-token", verdict.clone()),
-        ("prefect3", None) => check(
+        (System::Prefect3, Some(verdict)) => check(item, "git-token", verdict.clone()),
+        (System::Prefect3, None) => check(
             item,
             "git-token",
             Err(format!(
@@ -669,7 +669,7 @@ fn check_runtime_image(item: &mut Item, flow: &Flow, seen: &runtime_image::Verdi
     check(item, "runtime-image", result);
     // Git storage moves the code out of the image: the image must now be able to get it
     if let Some(Ok(s)) = seen.get(&item.runtime_image) {
-        let storage = crate::rules::fetch::target_storage(&flow.system);
+        let storage = crate::rules::fetch::target_storage(flow.system);
         let result = s.fetch.get(storage).cloned().unwrap_or_else(|| {
             Err(format!(
                 "the plan's rules say nothing about what fetches code for {storage}: plan again with this unsprawl"
@@ -735,7 +735,7 @@ fn check_modules(
     file: &crate::flows::source::PyFile,
     index: &ModuleIndex,
     inp: &Inputs<'_>,
-    target: &str,
+    target: System,
 ) {
     let python = flow.requirement.as_ref().and_then(|r| r.python.as_deref());
     let mut wanted: BTreeSet<&str> = file.imports.iter().map(String::as_str).collect();
@@ -776,7 +776,7 @@ fn check_modules(
             item.runtime_image
         ));
     }
-    if target == "prefect1" && !repo_code.is_empty() {
+    if target == System::Prefect1 && !repo_code.is_empty() {
         problems.push(format!(
             "imports {} from the repository; Git storage runs the flow file alone from a temporary \
              clone, so install that code into the runtime image first",

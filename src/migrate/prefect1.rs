@@ -1,5 +1,5 @@
 //! Prefect 1: the new version of a flow, with Git storage and a run config of the same
-//! type pointing at its runtime image (`shared/reference/prefect/prefect1.md` §a, b, e).
+//! type pointing at its runtime image, serialized as Prefect 1.4.1's schemas write them.
 //!
 //! The serialized flow is the server's copy with `storage` and `run_config` replaced;
 //! edges are rebuilt from the `edges` relation when `flow.register()` left them out of

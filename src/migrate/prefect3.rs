@@ -1,5 +1,5 @@
 //! Prefect 2/3: a deployment moves to a `git_clone` pull step and its runtime image in
-//! `job_variables.image` (`shared/reference/prefect/prefect3.md`).
+//! `job_variables.image` (the deployment fields Prefect 3's REST API `PATCH /deployments/{id}` takes).
 //!
 //! PATCH replaces `job_variables` and `pull_steps` whole, so the body carries the merged
 //! objects; it always sends `work_pool_name` (the server validates job variables only

@@ -81,7 +81,7 @@ impl<'a> Index<'a> {
             storage_of: inv
                 .flows
                 .iter()
-                .map(|f| (f.key.as_str(), target_storage(&f.system)))
+                .map(|f| (f.key.as_str(), target_storage(f.system)))
                 .collect(),
             scanned,
         }

@@ -1,4 +1,4 @@
-//! Plan: the fewest shared runtime images that still run every flow (design §3).
+//! Plan: the fewest shared runtime images that still run every flow.
 //!
 //! inventory → [`demand`] (each flow's allowed versions under the rules) → dedupe →
 //! conflict graph per partition (petgraph's union-find splits it into components) →

@@ -219,7 +219,7 @@ fn image(
 fn flow(i: usize, image_id: &str, reference: &str, python: &str) -> Flow {
     Flow {
         key: format!("prefect1:flow-{i:05}"),
-        system: "prefect1".into(),
+        system: crate::inventory::System::Prefect1,
         name: format!("flow-{i:05}"),
         deployment: None,
         project: Some("synthetic".into()),

@@ -7,16 +7,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::inventory::System;
+
 /// The target storage of a flow, by the system it is registered in.
 pub const GIT_STORAGE: &str = "git-storage";
 /// Prefect 2/3 deployments move to a `git_clone` pull step.
 pub const GIT_CLONE: &str = "git-clone";
 
 /// Which `[fetch.*]` table applies to a flow registered in `system`.
-pub fn target_storage(system: &str) -> &'static str {
+pub fn target_storage(system: System) -> &'static str {
     match system {
-        "prefect1" => GIT_STORAGE,
-        _ => GIT_CLONE,
+        System::Prefect1 => GIT_STORAGE,
+        System::Prefect3 => GIT_CLONE,
     }
 }
 
@@ -199,8 +201,7 @@ mod tests {
 
     #[test]
     fn systems_map_to_their_target_storage() {
-        assert_eq!(target_storage("prefect1"), GIT_STORAGE);
-        assert_eq!(target_storage("prefect3"), GIT_CLONE);
-        assert_eq!(target_storage("prefect2"), GIT_CLONE);
+        assert_eq!(target_storage(System::Prefect1), GIT_STORAGE);
+        assert_eq!(target_storage(System::Prefect3), GIT_CLONE);
     }
 }

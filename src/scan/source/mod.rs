@@ -1,6 +1,6 @@
 //! Where images come from. A source finds images (manifest → config → layers) and hands
-//! out their blobs; it never analyses anything. Registries and engines (later issues)
-//! become further sources of the same shape.
+//! out their blobs; it never analyses anything: OCI layouts, docker-save archives,
+//! registries and Docker engines all have this one shape.
 
 pub mod archive;
 pub mod engine;

@@ -2,7 +2,7 @@
 //! numbers against counts made here from the inventory, the CI exit codes, trends, the
 //! committed example in `reports/example` (drift), and the HTML in real headless Chromium.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -412,7 +412,7 @@ fn the_committed_example_has_not_drifted() {
 
 /// Debian's Chromium, installed when missing (CI machines start without it).
 fn chromium() -> &'static str {
-    unsprawl::fixture::local_registry::apt_install_for(&["chromium"], &["chromium"]);
+    unsprawl_testkit::local_registry::apt_install_for(&["chromium"], &["chromium"]);
     "chromium"
 }
 

@@ -1,7 +1,7 @@
 //! The git reference rule on a real repository made by the test: branches, tags, a
 //! Jenkins build id in BUILD_TAG, detached HEADs with and without CI variables.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 

@@ -41,7 +41,7 @@ impl PackageIndex {
             )
             .unwrap();
         }
-        let port = unsprawl::fixture::local_registry::free_port();
+        let port = unsprawl_testkit::local_registry::free_port();
         let child = Command::new("python3")
             .args([
                 "-m",

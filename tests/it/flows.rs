@@ -1,7 +1,7 @@
 //! End to end: Prefect 1 registrations of several teams linked to the scanned fixture
 //! images: exact links, dangling and orphan sets, and both requirement sets per flow.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::Path;

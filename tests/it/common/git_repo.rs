@@ -26,7 +26,7 @@ pub struct GitRepo {
 impl GitRepo {
     /// A repository on branch `main` with `files` committed.
     pub fn new(files: &[(&str, String)]) -> GitRepo {
-        unsprawl::fixture::local_registry::apt_install_for(&["git"], &["git"]);
+        unsprawl_testkit::local_registry::apt_install_for(&["git"], &["git"]);
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("flows");
         std::fs::create_dir_all(&dir).unwrap();

@@ -1,7 +1,7 @@
 //! `scan engine` against a real dockerd (Debian docker.io 20.10, Engine API 1.41, which
 //! bollard must negotiate down to), with fixture images `docker load`ed into it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
@@ -9,7 +9,7 @@ use std::net::TcpListener;
 
 use common::registry::{Auth, Registry, push_fixtures};
 use common::{build_fixtures, image, ok, p, read_inventory, unsprawl};
-use unsprawl::fixture::local_dockerd::Dockerd;
+use unsprawl_testkit::local_dockerd::Dockerd;
 
 const NAMES: [&str; 3] = ["team-a-flow-a", "tools-alpine", "python311"];
 

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use unsprawl::fixture::local_registry::LocalRegistry;
+use unsprawl_testkit::local_registry::LocalRegistry;
 
 use base64::Engine;
 
@@ -39,7 +39,7 @@ impl Registry {
     }
 
     pub fn start(auth: Auth) -> Registry {
-        unsprawl::fixture::local_registry::ensure_installed();
+        unsprawl_testkit::local_registry::ensure_installed();
         let dir = tempfile::tempdir().unwrap();
         let mut auth_yaml = String::new();
         let mut token = None;

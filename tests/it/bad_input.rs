@@ -1,7 +1,7 @@
 //! Broken images and archives: each gives a clear error naming the image, the layer and
 //! (where there is one) the path, while every other image is still analysed.
 
-mod common;
+use crate::common;
 
 use common::*;
 use unsprawl::inventory::{Image, Status};

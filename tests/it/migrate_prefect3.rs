@@ -5,7 +5,7 @@
 //! then a rollback restores every deployment to the byte; then a broken reference and a
 //! deployment changed since the scan are refused and never written.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::process::{Output, Stdio};

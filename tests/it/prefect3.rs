@@ -2,7 +2,7 @@
 //! per-deployment image, one on git_clone with a runtime image nobody scanned, one on a
 //! process pool with no image; the binary lists them over REST and links them.
 
-mod common;
+use crate::common;
 
 use common::prefect3_server::Server;
 use common::*;

@@ -15,7 +15,7 @@ pub struct Stub {
 }
 
 /// The fields Prefect 1 Server's GraphQL schema has on the tables the flows query reads
-/// (`shared/reference/prefect/prefect1.md`, "Tables/fields relevant here").
+/// (Hasura's `flow`, `flow_group` and `project` tables, as Prefect 1.4.1 Server defines them).
 const SCHEMA: &[(&str, &[&str])] = &[
     (
         "flow",

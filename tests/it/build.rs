@@ -5,7 +5,7 @@
 //! test's own, on the layout build wrote beside the push), a second build pushes
 //! nothing, and a build into a fresh layout gives the same digests.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;

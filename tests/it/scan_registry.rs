@@ -3,7 +3,7 @@
 //! both media type families, each kind of auth, throttling, a registry dying mid-scan,
 //! and a warm re-scan that sends only listing and manifest `HEAD` requests.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -570,7 +570,7 @@ fn a_registry_dying_mid_scan_fails_some_images_and_the_next_run_resumes() {
 
 #[test]
 fn a_dead_registry_fails_scan_and_audit_naming_it_and_the_fix() {
-    let port = unsprawl::fixture::local_registry::free_port();
+    let port = unsprawl_testkit::local_registry::free_port();
     let host = format!("127.0.0.1:{port}");
     let (o, inv) = scan(&[&host, "--no-cache"], None);
     let err = stderr(&o);
@@ -868,7 +868,7 @@ fn registry_arguments_with_a_scheme_or_a_docker_hub_shorthand() {
 /// kept), and with `--insecure`; a file with no certificate in it is refused by name.
 #[test]
 fn a_registry_signed_by_an_unknown_ca_is_refused_with_a_hint_and_read_with_its_ca_file() {
-    unsprawl::fixture::local_registry::ensure_installed();
+    unsprawl_testkit::local_registry::ensure_installed();
     let dir = tempfile::tempdir().unwrap();
     let f = |n: &str| dir.path().join(n);
     let (ca, key, cert) = (f("ca.pem"), f("key.pem"), f("cert.pem"));
@@ -933,9 +933,8 @@ fn a_registry_signed_by_an_unknown_ca_is_refused_with_a_hint_and_read_with_its_c
         cert.display(),
         key.display()
     );
-    let reg =
-        unsprawl::fixture::local_registry::LocalRegistry::start(&dir.path().join("reg"), &tls)
-            .expect("the TLS registry starts");
+    let reg = unsprawl_testkit::local_registry::LocalRegistry::start(&dir.path().join("reg"), &tls)
+        .expect("the TLS registry starts");
     let run = |extra: &[&str]| {
         let out = dir.path().join("inv.json");
         let host = reg.host();

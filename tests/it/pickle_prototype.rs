@@ -4,7 +4,7 @@
 //! where the prototypes themselves are present (`../shared` and python3, as on CI), the
 //! test also runs them live on the same bytes.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

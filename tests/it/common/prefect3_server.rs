@@ -25,7 +25,7 @@ impl Server {
     pub fn start() -> Server {
         let venv = venv();
         let home = tempfile::tempdir().unwrap();
-        let port = unsprawl::fixture::local_registry::free_port();
+        let port = unsprawl_testkit::local_registry::free_port();
         let api = format!("http://127.0.0.1:{port}/api");
         let child = Command::new(venv.join("bin/prefect"))
             .args([

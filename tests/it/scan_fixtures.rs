@@ -1,7 +1,7 @@
 //! End to end: build the bundled fixture corpus with the binary, scan it in every input
 //! shape, and check exactly what the inventory says about each image.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 

@@ -1,7 +1,7 @@
 //! Snapshots of what a person sees: the demo's summary and the scan help text. A change
 //! here is a change of the user interface; review it with `cargo insta review`.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -5,7 +5,7 @@
 //! against a GraphQL stub that checks each request and loses the answer to one
 //! registration mid-batch; the resume creates no duplicate version; rollback restores.
 
-mod common;
+use crate::common;
 
 use std::process::Output;
 
@@ -26,7 +26,7 @@ fn run(args: &[&str]) -> Output {
 
 fn run_config(kind: usize, team: &str, image: &str) -> Value {
     let base: Value = serde_json::from_str(include_str!(
-        "../fixtures/prefect1/flow_docker_k8s.serialized.json"
+        "../../fixtures/prefect1/flow_docker_k8s.serialized.json"
     ))
     .unwrap();
     let mut k8s = base["run_config"].clone();
@@ -53,7 +53,7 @@ fn run_config(kind: usize, team: &str, image: &str) -> Value {
 /// One flow version as the server's flows query returns it.
 fn row(i: usize, team: &str, n: usize) -> Value {
     let base: Value = serde_json::from_str(include_str!(
-        "../fixtures/prefect1/flow_docker_k8s.serialized.json"
+        "../../fixtures/prefect1/flow_docker_k8s.serialized.json"
     ))
     .unwrap();
     let name = format!("{team}-flow-{n}");
@@ -832,7 +832,7 @@ fn archived_versions_are_kept_but_never_planned_or_migrated() {
 #[test]
 fn idempotency_keys_equal_what_prefect_1_4_1_computes() {
     let base: Value = serde_json::from_str(include_str!(
-        "../fixtures/prefect1/flow_docker_k8s.serialized.json"
+        "../../fixtures/prefect1/flow_docker_k8s.serialized.json"
     ))
     .unwrap();
     let extras = [

@@ -3,7 +3,7 @@
 //! `requests` (2.31.0 vs 2.32.3), so the default `minor` policy puts them on one image
 //! and `exact` needs two; the Python 3.10 flow always gets its own.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
