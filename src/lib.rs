@@ -15,6 +15,7 @@ pub mod net;
 pub mod output;
 pub mod pickle;
 pub mod plan;
+pub mod prefect;
 pub mod provenance;
 pub mod reference;
 pub mod report;

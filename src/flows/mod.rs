@@ -23,22 +23,6 @@ use crate::reference::{ImageRef, canonical};
 use crate::scan::analyze::python::normalize_name;
 use source::PyFile;
 
-/// A runtime and HTTP client for the orchestration APIs: idle connections are dropped
-/// before the servers' own keep-alive ends (uvicorn closes after 5 s).
-pub(crate) fn api_client() -> Result<(tokio::runtime::Runtime, reqwest::Client), String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the I/O runtime: {e}"))?;
-    let client = reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(2))
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .timeout(std::time::Duration::from_secs(120))
-        .build()
-        .map_err(|e| e.to_string())?;
-    Ok((runtime, client))
-}
-
 /// The strings of a JSON array (labels, tags), sorted and deduplicated; `None` when the
 /// value is not an array (absent or `null`: "not set", which callers tell from empty).
 pub(crate) fn string_set(v: Option<&serde_json::Value>) -> Option<Vec<String>> {

@@ -7,6 +7,8 @@
 
 use serde_json::{Value, json};
 
+use crate::prefect::ApiError;
+
 /// The flows query against Prefect 1 Server's GraphQL API (Hasura's `flow` table), paged,
 /// with tasks and edges (the stored `serialized_flow` may lack edges; migration rebuilds them).
 pub const FLOWS_QUERY: &str = r#"query Flows($where: flow_bool_exp, $limit: Int, $offset: Int) {
@@ -35,8 +37,8 @@ pub fn list_flows(
     api_key: Option<&str>,
     project: Option<&str>,
     page: usize,
-) -> Result<Listing, String> {
-    let (runtime, client) = super::api_client()?;
+) -> Result<Listing, ApiError> {
+    let (runtime, client) = crate::prefect::client()?;
     let mut filter = json!({"archived": {"_eq": false}});
     if let Some(p) = project {
         filter["project"] = json!({"name": {"_eq": p}});
@@ -45,46 +47,28 @@ pub fn list_flows(
         let mut rows = Vec::new();
         let mut offset = 0usize;
         loop {
-            let body = json!({
-                "query": FLOWS_QUERY,
-                "variables": {"where": filter, "limit": page, "offset": offset},
-            });
-            let page_result = async {
-                let (status, text) = crate::net::call(&crate::net::Policy::default(), || {
-                    let req = client.post(api).json(&body).header("X-PREFECT-CORE-VERSION", "1.4.1");
-                    match api_key {
-                        Some(k) => req.bearer_auth(k),
-                        None => req,
-                    }
-                })
-                .await
-                .map_err(|e| format!("cannot reach {api}: {e}"))?;
-                if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-                    return Err(format!(
-                        "{api} refused the API key (HTTP {}): expired, revoked, or for another tenant?",
-                        status.as_u16()
-                    ));
-                }
-                if !status.is_success() {
-                    return Err(format!("{api}: HTTP {}", status.as_u16()));
-                }
-                let doc: Value = serde_json::from_str(&text).map_err(|e| format!("{api}: the answer is not JSON: {e}"))?;
-                if let Some(errors) = doc.get("errors").and_then(Value::as_array).filter(|e| !e.is_empty()) {
-                    let msgs: Vec<&str> = errors.iter().filter_map(|e| e.get("message").and_then(Value::as_str)).collect();
-                    return Err(format!("{api}: GraphQL errors: {}", msgs.join("; ")));
-                }
-                doc.pointer("/data/flow")
-                    .and_then(Value::as_array)
-                    .cloned()
-                    .ok_or_else(|| format!("{api}: the answer has no data.flow list"))
-            }
-            .await;
+            let variables = json!({"where": filter, "limit": page, "offset": offset});
+            let page_result =
+                crate::prefect::graphql::call(&client, api, api_key, FLOWS_QUERY, &variables)
+                    .await
+                    .and_then(|data| {
+                        data.get("flow")
+                            .and_then(Value::as_array)
+                            .cloned()
+                            .ok_or_else(|| ApiError::Shape {
+                                url: api.to_string(),
+                                what: "the answer has no data.flow list".into(),
+                            })
+                    });
             match page_result {
                 Ok(batch) => {
                     let n = batch.len();
                     rows.extend(batch);
                     if n < page {
-                        return Ok(Listing { rows, incomplete: None });
+                        return Ok(Listing {
+                            rows,
+                            incomplete: None,
+                        });
                     }
                     offset += n;
                 }
@@ -93,7 +77,9 @@ pub fn list_flows(
                 Err(e) => {
                     return Ok(Listing {
                         rows,
-                        incomplete: Some(format!("the flow listing stopped at offset {offset}: {e}")),
+                        incomplete: Some(format!(
+                            "the flow listing stopped at offset {offset}: {e}"
+                        )),
                     });
                 }
             }

@@ -4,95 +4,24 @@
 //! A deployment runs on `job_variables.image`, else on the `image` default of its work
 //! pool's base job template. Its code comes from its pull steps (`git_clone`…) or, with
 //! none, from the image itself (the per-deployment-image pattern this tool migrates away
-//! from). The SQLite server answers 503 while it settles: those are retried.
+//! from). The REST client is [`crate::prefect::rest`].
 
 use std::collections::HashMap;
 
 use serde_json::{Value, json};
 
 use crate::inventory::{Flow, FlowLink, FlowState, Problem};
+use crate::prefect::ApiError;
+use crate::prefect::rest::Api;
 
 pub struct Listing {
     pub flows: Vec<Flow>,
     pub problems: Vec<Problem>,
 }
 
-/// A Prefect 2/3 REST client: bearer key, retries of 503/429 and dropped connections
-/// (every call it makes is a read or an idempotent PATCH).
-pub(crate) struct Api {
-    pub base: String,
-    pub client: reqwest::Client,
-    pub key: Option<String>,
-}
-
-impl Api {
-    /// `null` for an empty answer (a PATCH's 204); an error naming the URL otherwise.
-    pub async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<&Value>,
-    ) -> Result<Value, String> {
-        let url = format!(
-            "{}/{}",
-            self.base.trim_end_matches('/'),
-            path.trim_start_matches('/')
-        );
-        // reads, filters (POSTs that change nothing) and idempotent PATCHes only: each may
-        // be sent again after a reset, a 503 while the server settles, or a 429
-        let (status, text) = crate::net::call(&crate::net::Policy::default(), || {
-            let mut req = self.client.request(method.clone(), &url);
-            if let Some(k) = &self.key {
-                req = req.bearer_auth(k);
-            }
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            req
-        })
-        .await
-        .map_err(|e| format!("cannot reach {url}: {e}"))?;
-        if status.as_u16() == 401 || status.as_u16() == 403 {
-            return Err(format!(
-                "{url}: the API refused the key (HTTP {})",
-                status.as_u16()
-            ));
-        }
-        if !status.is_success() {
-            return Err(format!(
-                "{url}: HTTP {}: {}",
-                status.as_u16(),
-                text.chars().take(200).collect::<String>()
-            ));
-        }
-        if text.trim().is_empty() {
-            return Ok(Value::Null);
-        }
-        serde_json::from_str(&text).map_err(|e| format!("{url}: the answer is not JSON: {e}"))
-    }
-
-    /// Every item of a `…/filter` endpoint, `page` at a time.
-    pub async fn all(&self, path: &str, page: usize) -> Result<Vec<Value>, String> {
-        let mut out = Vec::new();
-        loop {
-            let body = json!({"limit": page, "offset": out.len()});
-            let batch = self.call(reqwest::Method::POST, path, Some(&body)).await?;
-            let items = batch
-                .as_array()
-                .cloned()
-                .ok_or_else(|| format!("{path}: expected a JSON array"))?;
-            let n = items.len();
-            out.extend(items);
-            if n < page {
-                return Ok(out);
-            }
-        }
-    }
-}
-
 /// Read every deployment of the server at `api` (`http://host:4200/api`).
-pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String> {
-    let (runtime, client) = super::api_client()?;
+pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, ApiError> {
+    let (runtime, client) = crate::prefect::client()?;
     let api_client = Api {
         base: api.to_string(),
         client,
@@ -111,7 +40,7 @@ pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String
                 ))
             })
             .collect();
-        let mut pools: HashMap<String, Result<Value, String>> = HashMap::new();
+        let mut pools: HashMap<String, Result<Value, ApiError>> = HashMap::new();
         for d in &deployments {
             if let Some(p) = d.get("work_pool_name").and_then(Value::as_str)
                 && !pools.contains_key(p)
@@ -128,7 +57,7 @@ pub fn list(api: &str, key: Option<&str>, page: usize) -> Result<Listing, String
                 problems.push(Problem {
                     layer: None,
                     path: Some(format!("{api} work pool {name}")),
-                    message: e.clone(),
+                    message: e.to_string(),
                 });
             }
         }
@@ -260,7 +189,7 @@ fn code_source(d: &Value) -> String {
 fn deployment(
     d: &Value,
     flow_names: &HashMap<String, String>,
-    pools: &HashMap<String, Result<Value, String>>,
+    pools: &HashMap<String, Result<Value, ApiError>>,
 ) -> Flow {
     let id = str_of(d, "id").unwrap_or_default();
     let key = format!("prefect3:{id}");

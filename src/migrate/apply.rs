@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use super::journal::{self, Journal};
 use super::{Migration, Status, prefect3};
-use crate::flows::prefect3::Api;
 use crate::inventory::System;
+use crate::prefect::ApiError;
+use crate::prefect::rest::Api;
 
 const CREATE: &str = "mutation($input: create_flow_from_compressed_string_input!) { create_flow_from_compressed_string(input: $input) { id } }";
 const SET_GROUP_RUN_CONFIG: &str = "mutation($input: set_flow_group_run_config_input!) { set_flow_group_run_config(input: $input) { success } }";
@@ -37,8 +38,8 @@ impl Endpoint {
 }
 
 /// Deployments by id, as the server has them now; ids it does not know are left out.
-pub fn read_deployments(ep: &Endpoint, ids: &[String]) -> Result<HashMap<String, Value>, String> {
-    let (rt, client) = crate::flows::api_client()?;
+pub fn read_deployments(ep: &Endpoint, ids: &[String]) -> Result<HashMap<String, Value>, ApiError> {
+    let (rt, client) = crate::prefect::client()?;
     let api = ep.rest(client);
     rt.block_on(async {
         let mut out = HashMap::new();
@@ -50,7 +51,7 @@ pub fn read_deployments(ep: &Endpoint, ids: &[String]) -> Result<HashMap<String,
                 Ok(d) => {
                     out.insert(id.clone(), d);
                 }
-                Err(e) if e.contains("HTTP 404") => {}
+                Err(e) if e.is_not_found() => {}
                 Err(e) => return Err(e),
             }
         }
@@ -61,7 +62,7 @@ pub fn read_deployments(ep: &Endpoint, ids: &[String]) -> Result<HashMap<String,
 /// Whether the server has a Secret block named `name` (where a `git_clone` step's
 /// `{{ prefect.blocks.secret.NAME }}` is resolved at run time); its value is never read.
 pub fn secret_block(ep: &Endpoint, name: &str) -> Result<String, String> {
-    let (rt, client) = crate::flows::api_client()?;
+    let (rt, client) = crate::prefect::client().map_err(|e| e.to_string())?;
     let api = ep.rest(client);
     rt.block_on(async {
         let body = serde_json::json!({
@@ -88,7 +89,8 @@ pub fn secret_block(ep: &Endpoint, name: &str) -> Result<String, String> {
 
 /// Every live Prefect 1 flow version (all of them: a partial listing is an error here).
 pub fn read_flows(ep: &Endpoint, project: Option<&str>) -> Result<Vec<Value>, String> {
-    let l = crate::flows::prefect1_api::list_flows(&ep.api, ep.key.as_deref(), project, 200)?;
+    let l = crate::flows::prefect1_api::list_flows(&ep.api, ep.key.as_deref(), project, 200)
+        .map_err(|e| e.to_string())?;
     match l.incomplete {
         Some(why) => Err(why),
         None => Ok(l.rows),
@@ -101,43 +103,9 @@ async fn graphql(
     query: &str,
     variables: &Value,
 ) -> Result<Value, String> {
-    // a registration carries an idempotency key and the group run config is set to a
-    // value, so a call that broke off is sent again without writing twice
-    let body = json!({"query": query, "variables": variables});
-    let (status, text) = crate::net::call(&crate::net::Policy::default(), || {
-        let mut req = client
-            .post(&ep.api)
-            .header("X-PREFECT-CORE-VERSION", "1.4.1")
-            .json(&body);
-        if let Some(k) = &ep.key {
-            req = req.bearer_auth(k);
-        }
-        req
-    })
-    .await
-    .map_err(|e| format!("cannot reach {}: {e}", ep.api))?;
-    if !status.is_success() {
-        return Err(format!(
-            "{}: HTTP {}: {}",
-            ep.api,
-            status.as_u16(),
-            text.chars().take(200).collect::<String>()
-        ));
-    }
-    let doc: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: the answer is not JSON: {e}", ep.api))?;
-    if let Some(errs) = doc
-        .get("errors")
-        .and_then(Value::as_array)
-        .filter(|e| !e.is_empty())
-    {
-        let msgs: Vec<&str> = errs
-            .iter()
-            .filter_map(|e| e.get("message").and_then(Value::as_str))
-            .collect();
-        return Err(format!("{}: GraphQL errors: {}", ep.api, msgs.join("; ")));
-    }
-    Ok(doc.get("data").cloned().unwrap_or(Value::Null))
+    crate::prefect::graphql::call(client, &ep.api, ep.key.as_deref(), query, variables)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// What an apply or rollback did.
@@ -161,7 +129,7 @@ pub fn apply(
         None,
         json!({"target": m.target, "api": ep.api, "git": m.git}),
     )?;
-    let (rt, client) = crate::flows::api_client()?;
+    let (rt, client) = crate::prefect::client().map_err(|e| e.to_string())?;
     let mut out = Outcome::default();
     for it in &m.items {
         match it.status {
@@ -194,7 +162,8 @@ pub fn apply(
                         &format!("deployments/{}", it.id),
                         None,
                     )
-                    .await?;
+                    .await
+                    .map_err(|e| e.to_string())?;
                 if prefect3::snapshot(&now) != it.before {
                     return Err(format!(
                         "deployment {} changed since this run read it, not written: {}",
@@ -255,10 +224,12 @@ async fn write_deployment(
         &format!("deployments/{id}"),
         Some(body),
     )
-    .await?;
+    .await
+    .map_err(|e| e.to_string())?;
     let now = api
         .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     if prefect3::snapshot(&now) != *expect {
         return Err(format!(
             "deployment {id} reads back different from what was sent: {}",
@@ -332,7 +303,7 @@ pub fn rollback(
     } else {
         None
     };
-    let (rt, client) = crate::flows::api_client()?;
+    let (rt, client) = crate::prefect::client().map_err(|e| e.to_string())?;
     let mut out = Outcome::default();
     for (key, intent, _) in journal::states(&entries).into_iter().rev() {
         if restored.contains(&key) {
@@ -347,7 +318,8 @@ pub fn rollback(
                 let api = ep.rest(client.clone());
                 let now = api
                     .call(reqwest::Method::GET, &format!("deployments/{id}"), None)
-                    .await?;
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok::<_, String>(prefect3::snapshot(&now))
             } else {
                 let group = intent["restore"]["version_group_id"].clone();
