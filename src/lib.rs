@@ -6,6 +6,7 @@
 
 pub mod build;
 pub mod cli;
+pub mod dist_name;
 pub mod document;
 pub mod fixture;
 pub mod flows;

@@ -15,12 +15,12 @@ pub mod stdlib;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::dist_name::normalize as normalize_name;
 use crate::inventory::{
     BaseGuess, DistPin, Distribution, Flow, FlowLink, FlowLinks, FlowSourceFile, Image, Inventory,
     Problem, Requirement, SharedImage, Status,
 };
 use crate::reference::{ImageRef, canonical};
-use crate::scan::analyze::python::normalize_name;
 use source::PyFile;
 
 /// The strings of a JSON array (labels, tags), sorted and deduplicated; `None` when the

@@ -334,23 +334,8 @@ fn placeholders(template: &str) -> Vec<String> {
     out
 }
 
-/// PEP 503 normalization (`Typing_Extensions` → `typing-extensions`).
-pub fn normalize(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.trim().chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-            continue;
-        }
-        if sep && !out.is_empty() {
-            out.push('-');
-        }
-        sep = false;
-        out.extend(c.to_lowercase());
-    }
-    out
-}
+/// PEP 503 names, as every stage compares them.
+pub use crate::dist_name::normalize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -271,9 +271,9 @@ pub fn squash(layers: &[&LayerFacts], env: &BTreeMap<String, String>) -> (Conten
                         .map(|r| r.import_names.clone())
                         .filter(|n| !n.is_empty())
                 })
-                .unwrap_or_else(|| vec![python::normalize_name(&meta.name).replace('-', "_")]);
+                .unwrap_or_else(|| vec![crate::dist_name::normalize(&meta.name).replace('-', "_")]);
             Distribution {
-                name: python::normalize_name(&meta.name),
+                name: crate::dist_name::normalize(&meta.name),
                 display_name: meta.name.clone(),
                 version: meta.version.clone(),
                 python: python::site_python(&location).or_else(|| only_python.clone()),

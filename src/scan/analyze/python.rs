@@ -85,14 +85,6 @@ pub fn parse_metadata(text: &str) -> Result<DistMetadata, MetadataError> {
     })
 }
 
-/// PEP 503 normalized name (`Typing_Extensions` → `typing-extensions`).
-pub fn normalize_name(name: &str) -> String {
-    match pep508_rs::PackageName::new(name.to_string()) {
-        Ok(n) => n.to_string(),
-        Err(_) => name.to_ascii_lowercase(),
-    }
-}
-
 /// Names listed in `top_level.txt`.
 pub fn parse_top_level(text: &str) -> Vec<String> {
     let mut v: Vec<String> = text
@@ -299,7 +291,7 @@ mod tests {
             vec!["numpy (>=1.21) ; extra == 'x'", "six"]
         );
         assert_eq!(m.requires_python.as_deref(), Some(">=3.8"));
-        assert_eq!(normalize_name(&m.name), "typing-extensions");
+        assert_eq!(crate::dist_name::normalize(&m.name), "typing-extensions");
         assert_eq!(
             parse_metadata("Name: x\n"),
             Err(MetadataError::Missing("Version"))
