@@ -944,7 +944,7 @@ fn print_flow_summary(inv: &Inventory, out: &Path) {
     let linked = inv
         .flows
         .iter()
-        .filter(|f| f.link.status == "linked" && f.state.is_live())
+        .filter(|f| f.link.status == crate::inventory::LinkStatus::Linked && f.state.is_live())
         .count();
     let not_live = if links.not_live.is_empty() {
         String::new()

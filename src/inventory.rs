@@ -416,6 +416,39 @@ impl Flow {
     }
 }
 
+/// How a flow met the scanned images.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkStatus {
+    /// Its image was scanned (`image_id`).
+    Linked,
+    /// Its image is in no scanned source.
+    Dangling,
+    /// It names no image (the agent's or work pool's default applies).
+    NoImage,
+    /// Its code already comes from git (Git storage or a `git_clone` pull step);
+    /// `image_id` is set when its image was scanned.
+    AlreadyMigrated,
+}
+
+impl LinkStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkStatus::Linked => "linked",
+            LinkStatus::Dangling => "dangling",
+            LinkStatus::NoImage => "no-image",
+            LinkStatus::AlreadyMigrated => "already-migrated",
+        }
+    }
+}
+
+/// `link.status == "linked"` reads as the document does.
+impl PartialEq<&str> for LinkStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 /// Whether a registration is the one its system runs.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "kebab-case")]
@@ -452,10 +485,7 @@ impl FlowState {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FlowLink {
-    /// `linked`, `dangling` (its image is in no scanned source), `no-image`, or
-    /// `already-migrated` (its code already comes from git: Git storage or a `git_clone`
-    /// pull step; `image_id` is set when its image was scanned).
-    pub status: String,
+    pub status: LinkStatus,
     pub image_id: Option<String>,
     /// `reference` (exact, after canonicalising Docker Hub names) or `alias` (after
     /// `--registry-alias`).

@@ -41,7 +41,7 @@ impl FlowLink {
     /// Not linked (yet): no image named.
     pub fn none() -> Self {
         FlowLink {
-            status: "no-image".into(),
+            status: crate::inventory::LinkStatus::NoImage,
             image_id: None,
             matched_by: None,
             same_name_elsewhere: Vec::new(),
@@ -124,7 +124,7 @@ pub fn link(
         let Some(r) = f.image_reference.clone() else {
             f.link = FlowLink::none();
             if migrated {
-                f.link.status = "already-migrated".into();
+                f.link.status = crate::inventory::LinkStatus::AlreadyMigrated;
             }
             continue;
         };
@@ -132,7 +132,7 @@ pub fn link(
             // its code comes from git already: nothing to plan, whatever its image
             _ if migrated => {
                 f.link = FlowLink {
-                    status: "already-migrated".into(),
+                    status: crate::inventory::LinkStatus::AlreadyMigrated,
                     image_id: lookup(&r).map(|(i, _)| inv.images[i].id.clone()),
                     matched_by: lookup(&r).map(|(_, how)| how.to_string()),
                     same_name_elsewhere: Vec::new(),
@@ -144,7 +144,7 @@ pub fn link(
             Some((i, how)) => {
                 let img = &inv.images[i];
                 f.link = FlowLink {
-                    status: "linked".into(),
+                    status: crate::inventory::LinkStatus::Linked,
                     image_id: Some(img.id.clone()),
                     matched_by: Some(how.into()),
                     same_name_elsewhere: Vec::new(),
@@ -162,7 +162,7 @@ pub fn link(
                     attach_source(f, None, files);
                 }
                 f.link = FlowLink {
-                    status: "dangling".into(),
+                    status: crate::inventory::LinkStatus::Dangling,
                     image_id: None,
                     matched_by: None,
                     same_name_elsewhere: elsewhere(&r),
@@ -191,8 +191,8 @@ pub fn link(
             .collect()
     };
     let links = FlowLinks {
-        dangling: live_where(&|f| f.link.status == "dangling"),
-        no_image: live_where(&|f| f.link.status == "no-image"),
+        dangling: live_where(&|f| f.link.status == crate::inventory::LinkStatus::Dangling),
+        no_image: live_where(&|f| f.link.status == crate::inventory::LinkStatus::NoImage),
         orphans: inv
             .images
             .iter()
@@ -214,7 +214,9 @@ pub fn link(
             .filter(|i| used.contains(i.id.as_str()) && !users.contains_key(&i.id))
             .map(|i| i.id.clone())
             .collect(),
-        already_migrated: live_where(&|f| f.link.status == "already-migrated"),
+        already_migrated: live_where(&|f| {
+            f.link.status == crate::inventory::LinkStatus::AlreadyMigrated
+        }),
         not_live: flows
             .iter()
             .filter(|f| !f.state.is_live())

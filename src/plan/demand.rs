@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 use pep440_rs::{Version, VersionSpecifiers};
 
-use crate::inventory::{Flow, Image, Inventory};
+use crate::inventory::{Flow, Image, Inventory, LinkStatus};
 use crate::rules::{Needs, Rules, SeparateMode, normalize};
 
 /// Every distribution seen in the inventory's images.
@@ -208,7 +208,7 @@ pub fn excluded(flow: &Flow) -> Option<String> {
                 .unwrap_or("not the registration that runs")
         ));
     }
-    (flow.link.status == "already-migrated").then(|| {
+    (flow.link.status == LinkStatus::AlreadyMigrated).then(|| {
         format!(
             "already migrated: its code comes from {} on {}",
             flow.storage_kind.as_deref().unwrap_or("git"),
@@ -256,15 +256,15 @@ fn demand(
     cat: &Catalogue,
     masks: &mut Masks,
 ) -> Result<(Partition, Vec<Need>), String> {
-    let req = match (&flow.requirement, flow.link.status.as_str()) {
+    let req = match (&flow.requirement, flow.link.status) {
         (Some(r), _) => r,
-        (None, "dangling") => {
+        (None, LinkStatus::Dangling) => {
             return Err(format!(
                 "its image {} is in no scanned source",
                 flow.image_reference.as_deref().unwrap_or("?")
             ));
         }
-        (None, "no-image") => return Err("it names no image (the agent's default)".into()),
+        (None, LinkStatus::NoImage) => return Err("it names no image (the agent's default)".into()),
         (None, _) => return Err("its image could not be analysed".into()),
     };
     let python = req

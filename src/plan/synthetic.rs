@@ -242,7 +242,7 @@ fn flow(i: usize, image_id: &str, reference: &str, python: &str) -> Flow {
         flow_group_run_config: serde_json::Value::Null,
         environment: serde_json::Value::Null,
         link: FlowLink {
-            status: "linked".into(),
+            status: crate::inventory::LinkStatus::Linked,
             image_id: Some(image_id.into()),
             matched_by: Some("reference".into()),
             same_name_elsewhere: vec![],

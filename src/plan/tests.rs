@@ -211,7 +211,7 @@ fn bytes_objective_trades_images_for_bytes() {
 fn unplanned_flows_say_why() {
     let mut inv = small(5, 1);
     inv.flows[0].requirement = None;
-    inv.flows[0].link.status = "dangling".into();
+    inv.flows[0].link.status = crate::inventory::LinkStatus::Dangling;
     inv.flows[1].requirement.as_mut().unwrap().python = Some("3.7".into());
     let s = solve(
         &inv,
@@ -238,7 +238,7 @@ fn archived_versions_are_left_out_and_verification_refuses_them() {
         .planned;
     inv.flows[0].state = crate::inventory::FlowState::Archived;
     inv.flows[0].state_reason = Some("version 1 is archived".into());
-    inv.flows[1].link.status = "already-migrated".into();
+    inv.flows[1].link.status = crate::inventory::LinkStatus::AlreadyMigrated;
     let s = solve(&inv, &Rules::default_rules(), &Options::default()).unwrap();
     assert_eq!(s.plan.summary.excluded, 2);
     assert_eq!(s.plan.summary.planned, planned_before - 2);

@@ -476,7 +476,7 @@ pub fn build(
     for f in inv
         .flows
         .iter()
-        .filter(|f| f.link.status == "linked" && f.state.is_live())
+        .filter(|f| f.link.status == crate::inventory::LinkStatus::Linked && f.state.is_live())
     {
         let base = f
             .requirement
