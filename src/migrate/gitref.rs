@@ -37,6 +37,38 @@ pub struct GitRef {
     pub notes: Vec<String>,
 }
 
+/// Why no reference could be decided or read, naming the repository and what fixes it.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("--ref-from {0:?}: expected env, branch=NAME or tag=NAME")]
+    RefFrom(String),
+    #[error("--flows-repo {dir}: not in a git repository ({message})")]
+    NotARepository { dir: String, message: String },
+    #[error("--flows-repo {dir}: a bare repository has no checkout")]
+    Bare { dir: String },
+    #[error("cannot read HEAD: {0}")]
+    Head(String),
+    #[error("{by} names {kind} {name:?}, which {root} does not have")]
+    Missing {
+        by: String,
+        kind: &'static str,
+        name: String,
+        root: String,
+    },
+    #[error("{root} has no commit yet")]
+    Unborn { root: String },
+    #[error(
+        "HEAD of {root} is detached at {commit:.12} with no tag on it, and no CI variable \
+         (BUILD_TAG, GIT_BRANCH, CI_COMMIT_TAG/CI_COMMIT_BRANCH, GITHUB_REF_TYPE/GITHUB_REF_NAME, \
+         TAG_NAME, BRANCH_NAME) names a branch or tag: pass --ref-from branch=NAME or tag=NAME"
+    )]
+    Undecided { root: String, commit: String },
+    #[error("HEAD of {root} has several tags ({tags}): pass --ref-from tag=NAME")]
+    SeveralTags { root: String, tags: String },
+    #[error("cannot read {what}: {message}")]
+    Read { what: String, message: String },
+}
+
 /// `--ref-from`: the rule over the environment, or an explicit branch or tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefFrom {
@@ -46,15 +78,13 @@ pub enum RefFrom {
 }
 
 impl std::str::FromStr for RefFrom {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = GitError;
+    fn from_str(s: &str) -> Result<Self, GitError> {
         match s.split_once('=') {
             None if s == "env" => Ok(RefFrom::Env),
             Some(("branch", b)) if !b.is_empty() => Ok(RefFrom::Branch(b.to_string())),
             Some(("tag", t)) if !t.is_empty() => Ok(RefFrom::Tag(t.to_string())),
-            _ => Err(format!(
-                "--ref-from {s:?}: expected env, branch=NAME or tag=NAME"
-            )),
+            _ => Err(GitError::RefFrom(s.to_string())),
         }
     }
 }
@@ -82,20 +112,15 @@ pub struct Checkout {
 }
 
 impl Checkout {
-    pub fn open(dir: &Path) -> Result<Checkout, String> {
-        let repo = gix::discover(dir).map_err(|e| {
-            format!(
-                "--flows-repo {}: not in a git repository ({e})",
-                dir.display()
-            )
+    pub fn open(dir: &Path) -> Result<Checkout, GitError> {
+        let repo = gix::discover(dir).map_err(|e| GitError::NotARepository {
+            dir: dir.display().to_string(),
+            message: e.to_string(),
         })?;
         let root = repo
             .workdir()
-            .ok_or_else(|| {
-                format!(
-                    "--flows-repo {}: a bare repository has no checkout",
-                    dir.display()
-                )
+            .ok_or_else(|| GitError::Bare {
+                dir: dir.display().to_string(),
             })?
             .to_path_buf();
         let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
@@ -120,11 +145,11 @@ impl Checkout {
         }
     }
 
-    pub fn head(&self) -> Result<Head, String> {
+    pub fn head(&self) -> Result<Head, GitError> {
         let head = self
             .repo
             .head()
-            .map_err(|e| format!("cannot read HEAD: {e}"))?;
+            .map_err(|e| GitError::Head(e.to_string()))?;
         if head.is_unborn() {
             return Ok(Head::Unborn);
         }
@@ -190,9 +215,12 @@ impl Checkout {
     }
 
     /// Every path of `commit` (decoded once per commit).
-    fn paths(&self, commit: &str) -> Result<std::rc::Rc<PathMap>, String> {
-        let id = gix::ObjectId::from_hex(commit.as_bytes())
-            .map_err(|e| format!("bad commit id {commit}: {e}"))?;
+    fn paths(&self, commit: &str) -> Result<std::rc::Rc<PathMap>, GitError> {
+        let read = |what: &str, e: &dyn std::fmt::Display| GitError::Read {
+            what: format!("{what} {commit}"),
+            message: e.to_string(),
+        };
+        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read("commit id", &e))?;
         if let Some(m) = self.paths.borrow().get(&id) {
             return Ok(m.clone());
         }
@@ -200,7 +228,7 @@ impl Checkout {
             .repo
             .find_commit(id)
             .and_then(|c| c.tree_id())
-            .map_err(|e| format!("cannot read commit {commit}: {e}"))?
+            .map_err(|e| read("commit", &e))?
             .detach();
         let mut map = PathMap::new();
         let mut stack = vec![(String::new(), root)];
@@ -208,10 +236,10 @@ impl Checkout {
             let tree = self
                 .repo
                 .find_tree(tree_id)
-                .map_err(|e| format!("cannot read a tree of commit {commit}: {e}"))?;
+                .map_err(|e| read("a tree of commit", &e))?;
             let decoded = tree
                 .decode()
-                .map_err(|e| format!("cannot decode a tree of commit {commit}: {e}"))?;
+                .map_err(|e| read("(to decode) a tree of commit", &e))?;
             for e in &decoded.entries {
                 let path = format!("{prefix}{}", e.filename);
                 let oid = e.oid.to_owned();
@@ -233,14 +261,14 @@ impl Checkout {
 
     /// The bytes of `path` (relative to the repository root) at `commit`; `None` when the
     /// commit has no such file.
-    pub fn read_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, String> {
+    pub fn read_at(&self, commit: &str, path: &str) -> Result<Option<Vec<u8>>, GitError> {
         let Some(&(id, true)) = self.paths(commit)?.get(path) else {
             return Ok(None);
         };
-        let obj = self
-            .repo
-            .find_object(id)
-            .map_err(|e| format!("cannot read {path} at {commit}: {e}"))?;
+        let obj = self.repo.find_object(id).map_err(|e| GitError::Read {
+            what: format!("{path} at {commit}"),
+            message: e.to_string(),
+        })?;
         Ok(Some(obj.detach().data))
     }
 }
@@ -258,16 +286,20 @@ pub fn decide(
     from: &RefFrom,
     env: &dyn Fn(&str) -> Option<String>,
     co: &Checkout,
-) -> Result<GitRef, String> {
+) -> Result<GitRef, GitError> {
+    let root = co.root.display().to_string();
     let var = |k: &str| env(k).filter(|v| !v.trim().is_empty());
     let mut notes = Vec::new();
-    let tag = |name: &str, by: &str, notes: Vec<String>| -> Result<GitRef, String> {
-        let commit = co.tag_commit(name).ok_or_else(|| {
-            format!(
-                "{by} names tag {name:?}, which {} does not have",
-                co.root.display()
-            )
-        })?;
+    let missing = |by: &str, kind, name: &str| GitError::Missing {
+        by: by.to_string(),
+        kind,
+        name: name.to_string(),
+        root: root.clone(),
+    };
+    let tag = |name: &str, by: &str, notes: Vec<String>| -> Result<GitRef, GitError> {
+        let commit = co
+            .tag_commit(name)
+            .ok_or_else(|| missing(by, "tag", name))?;
         Ok(GitRef {
             kind: RefKind::Tag,
             name: name.to_string(),
@@ -277,13 +309,10 @@ pub fn decide(
             notes,
         })
     };
-    let branch = |name: &str, by: &str, mut notes: Vec<String>| -> Result<GitRef, String> {
-        let commit = co.branch_commit(name).ok_or_else(|| {
-            format!(
-                "{by} names branch {name:?}, which {} does not have",
-                co.root.display()
-            )
-        })?;
+    let branch = |name: &str, by: &str, mut notes: Vec<String>| -> Result<GitRef, GitError> {
+        let commit = co
+            .branch_commit(name)
+            .ok_or_else(|| missing(by, "branch", name))?;
         let remote = co.commit_of(&format!("refs/remotes/origin/{name}"));
         let local = co.commit_of(&format!("refs/heads/{name}"));
         match (&remote, &local) {
@@ -322,7 +351,7 @@ pub fn decide(
     }
     let detached_at = match co.head()? {
         Head::Branch(b) => return branch(&b, "active branch", notes),
-        Head::Unborn => return Err(format!("{} has no commit yet", co.root.display())),
+        Head::Unborn => return Err(GitError::Unborn { root }),
         Head::Detached(c) => c,
     };
     // CI checkouts are detached: the CI system says what it checked out
@@ -347,16 +376,13 @@ pub fn decide(
     }
     match co.tags_at(&detached_at).as_slice() {
         [one] => tag(one, "the tag on HEAD", notes),
-        [] => Err(format!(
-            "HEAD of {} is detached at {detached_at:.12} with no tag on it, and no CI variable \
-             (BUILD_TAG, GIT_BRANCH, CI_COMMIT_TAG/CI_COMMIT_BRANCH, GITHUB_REF_TYPE/GITHUB_REF_NAME, \
-             TAG_NAME, BRANCH_NAME) names a branch or tag: pass --ref-from branch=NAME or tag=NAME",
-            co.root.display()
-        )),
-        many => Err(format!(
-            "HEAD of {} has several tags ({}): pass --ref-from tag=NAME",
-            co.root.display(),
-            many.join(", ")
-        )),
+        [] => Err(GitError::Undecided {
+            root,
+            commit: detached_at,
+        }),
+        many => Err(GitError::SeveralTags {
+            root,
+            tags: many.join(", "),
+        }),
     }
 }

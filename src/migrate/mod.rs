@@ -416,7 +416,7 @@ fn check_flow_file(
             return None;
         }
         Err(e) => {
-            check(item, "flow-file", Err(e));
+            check(item, "flow-file", Err(e.to_string()));
             return None;
         }
     };

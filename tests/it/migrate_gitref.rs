@@ -13,7 +13,7 @@ fn with_env(co: &Checkout, from: &RefFrom, vars: &[(&str, &str)]) -> Result<GitR
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    decide(from, &|k| env.get(k).cloned(), co)
+    decide(from, &|k| env.get(k).cloned(), co).map_err(|e| e.to_string())
 }
 
 fn is(r: &GitRef, kind: RefKind, name: &str, by: &str) {
