@@ -16,6 +16,7 @@ mod report;
 pub mod say;
 
 use crate::fixture;
+use crate::flows::registrations::{RegistrationSource, add_flows};
 use crate::inventory::{Inventory, Status};
 use crate::scan::{self, Input, ScanOptions, ScanStats, layer::Limits, progress::ProgressMode};
 
@@ -376,8 +377,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             let from = match (export, api) {
-                (Some(e), _) => FlowSource::Export(e),
-                (None, Some(api)) => FlowSource::Api {
+                (Some(e), _) => RegistrationSource::Export(e),
+                (None, Some(api)) => RegistrationSource::Api {
                     key: std::env::var(&api_key_env).ok().filter(|k| !k.is_empty()),
                     api,
                     project,
@@ -410,7 +411,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     "scan prefect needs a source: --api URL (or $PREFECT_API_URL) and/or --prefect-yaml FILE"
                 );
             }
-            let from = FlowSource::Prefect3 {
+            let from = RegistrationSource::Prefect3 {
                 api: api.map(|api| {
                     (
                         api,
@@ -792,30 +793,13 @@ fn print_summary(inv: &Inventory, stats: &ScanStats, out: &Path) {
     }
 }
 
-/// Where flow registrations are read from.
-enum FlowSource {
-    Export(PathBuf),
-    Api {
-        api: String,
-        key: Option<String>,
-        project: Option<String>,
-        page_size: usize,
-    },
-    Prefect3 {
-        /// The API URL and its key.
-        api: Option<(String, Option<String>)>,
-        yaml: Vec<PathBuf>,
-        page_size: usize,
-    },
-}
-
-fn scan_flows(from: &FlowSource, link: &LinkArgs) -> Result<ExitCode> {
+fn scan_flows(from: &RegistrationSource, link: &LinkArgs) -> Result<ExitCode> {
     let (images, output, strict) = (&link.images, &link.output, link.strict);
     let aliases = parse_aliases(&link.aliases)?;
     let mut inv = Inventory::read(images)?;
     let dir = crate::provenance::folder_of(output);
     let mut inputs = vec![crate::provenance::record("images", images, &dir)?];
-    if let FlowSource::Export(export) = from {
+    if let RegistrationSource::Export(export) = from {
         inputs.push(crate::provenance::record("export", export, &dir)?);
     }
     // an inventory made from this one keeps what that was made from
@@ -850,92 +834,6 @@ fn parse_aliases(aliases: &[String]) -> Result<Vec<(String, String)>> {
                 .with_context(|| format!("--registry-alias {a:?}: expected FROM=TO"))
         })
         .collect()
-}
-
-/// Read flow registrations and link them to the inventory's images.
-fn add_flows(
-    inv: &mut Inventory,
-    from: &FlowSource,
-    aliases: &[(String, String)],
-    flows_repo: Option<&Path>,
-) -> Result<()> {
-    let (parsed, source) = match from {
-        FlowSource::Export(export) => {
-            let origin = export.display().to_string();
-            let rows = crate::flows::prefect1::read_export(export)?;
-            let parsed = crate::flows::prefect1::parse_rows(&origin, &rows);
-            (parsed, ("prefect1-export", origin))
-        }
-        FlowSource::Api {
-            api,
-            key,
-            project,
-            page_size,
-        } => {
-            let listing = crate::flows::prefect1_api::list_flows(
-                api,
-                key.as_deref(),
-                project.as_deref(),
-                *page_size,
-            )
-            .map_err(anyhow::Error::msg)?;
-            let doc = serde_json::json!({"data": {"flow": listing.rows}});
-            let mut parsed = crate::flows::prefect1::parse_value(api, &doc)?;
-            if let Some(why) = listing.incomplete {
-                parsed.problems.push(crate::inventory::Problem {
-                    layer: None,
-                    path: Some(api.clone()),
-                    message: format!("{why}; the flows after it are missing from this inventory"),
-                });
-            }
-            (parsed, ("prefect1-api", api.clone()))
-        }
-        FlowSource::Prefect3 {
-            api,
-            yaml,
-            page_size,
-        } => {
-            let mut parsed = crate::flows::prefect1::Parsed {
-                flows: Vec::new(),
-                problems: Vec::new(),
-            };
-            let mut origins = Vec::new();
-            if let Some((url, key)) = api {
-                let listing = crate::flows::prefect3::list(url, key.as_deref(), *page_size)
-                    .map_err(anyhow::Error::msg)?;
-                parsed.flows.extend(listing.flows);
-                parsed.problems.extend(listing.problems);
-                origins.push(url.clone());
-            }
-            for file in yaml {
-                let text = std::fs::read_to_string(file)
-                    .with_context(|| format!("cannot read {}", file.display()))?;
-                let origin = file.display().to_string();
-                let listing = crate::flows::prefect3::from_yaml(&origin, &text)
-                    .map_err(anyhow::Error::msg)?;
-                parsed.flows.extend(listing.flows);
-                parsed.problems.extend(listing.problems);
-                origins.push(origin);
-            }
-            let kind = if api.is_some() {
-                "prefect3-api"
-            } else {
-                "prefect3-yaml"
-            };
-            (parsed, (kind, origins.join(", ")))
-        }
-    };
-    inv.errors.extend(parsed.problems);
-    inv.sources.push(crate::inventory::SourceRef {
-        kind: source.0.into(),
-        location: source.1,
-    });
-    let repo = match flows_repo {
-        Some(dir) => Some(crate::flows::source::read_repo(dir).map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    crate::flows::link(inv, parsed.flows, aliases, repo.as_deref());
-    Ok(())
 }
 
 fn print_flow_summary(inv: &Inventory, out: &Path) {

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Args;
 
-use super::{FlowSource, RegistryArgs};
+use super::RegistryArgs;
+use crate::flows::registrations::{RegistrationSource, add_flows};
 use crate::report::policy::Rule;
 use crate::scan::{self, Input, ScanOptions};
 
@@ -169,9 +170,9 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
     super::print_summary(&inv, &stats, &inv_path);
 
     let from = if let Some(f) = &a.prefect1_export {
-        Some(FlowSource::Export(f.clone()))
+        Some(RegistrationSource::Export(f.clone()))
     } else if let Some(api) = &a.prefect1_api {
-        Some(FlowSource::Api {
+        Some(RegistrationSource::Api {
             api: api.clone(),
             key: std::env::var("PREFECT__CLOUD__API_KEY")
                 .ok()
@@ -180,20 +181,22 @@ pub(super) fn run(a: &AuditArgs) -> Result<ExitCode> {
             page_size: 100,
         })
     } else {
-        a.prefect_api.as_ref().map(|api| FlowSource::Prefect3 {
-            api: Some((
-                api.clone(),
-                std::env::var("PREFECT_API_KEY")
-                    .ok()
-                    .filter(|k| !k.is_empty()),
-            )),
-            yaml: vec![],
-            page_size: 200,
-        })
+        a.prefect_api
+            .as_ref()
+            .map(|api| RegistrationSource::Prefect3 {
+                api: Some((
+                    api.clone(),
+                    std::env::var("PREFECT_API_KEY")
+                        .ok()
+                        .filter(|k| !k.is_empty()),
+                )),
+                yaml: vec![],
+                page_size: 200,
+            })
     };
     if let Some(from) = &from {
         let aliases = super::parse_aliases(&a.aliases)?;
-        super::add_flows(&mut inv, from, &aliases, a.flows_repo.as_deref())?;
+        add_flows(&mut inv, from, &aliases, a.flows_repo.as_deref())?;
         super::print_flow_summary(&inv, &inv_path);
     }
     super::write_json(&inv_path, &inv)?;

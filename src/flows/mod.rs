@@ -10,6 +10,7 @@ pub mod liveness;
 pub mod prefect1;
 pub mod prefect1_api;
 pub mod prefect3;
+pub mod registrations;
 pub mod source;
 pub mod stdlib;
 
