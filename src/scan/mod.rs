@@ -255,12 +255,15 @@ pub fn scan(inputs: &[Input], opts: &ScanOptions) -> (Inventory, ScanStats) {
                     location: e.address(),
                 };
                 sources.push(src.clone());
-                let opened = source::engine::export(e, &opts.temp_dir).and_then(|x| {
-                    errors.extend(x.problems.iter().cloned().map(Problem::from));
-                    let o = source::archive::open_as(x.file.path(), &opts.temp_dir, src.clone());
-                    saved.push(x);
-                    o
-                });
+                let opened = source::engine::export(e, &opts.temp_dir)
+                    .map_err(|e| e.to_string())
+                    .and_then(|x| {
+                        errors.extend(x.problems.iter().cloned().map(Problem::from));
+                        let o =
+                            source::archive::open_as(x.file.path(), &opts.temp_dir, src.clone());
+                        saved.push(x);
+                        o
+                    });
                 match opened {
                     Ok(o) => {
                         found.extend(o.images);

@@ -48,26 +48,51 @@ pub struct Exported {
     pub api_version: String,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+/// Why an engine could not be read; each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot start an async runtime: {0}")]
+    Runtime(String),
+    /// Connecting, or agreeing on an API version, failed (the text explains why and
+    /// what to try: the socket's permissions, DOCKER_HOST, the address form).
+    #[error("{0}")]
+    Connect(String),
+    #[error(
+        "the Docker engine at {address} speaks Engine API {server_api:?}; unsprawl needs {}.{} or newer (Docker 1.13+)",
+        MIN_API.0,
+        MIN_API.1
+    )]
+    TooOld { address: String, server_api: String },
+    #[error("--filter {0}: expected KEY=VALUE, e.g. reference=team/*")]
+    Filter(String),
+    #[error("listing images of {address}: {message}")]
+    List { address: String, message: String },
+    #[error("saving images from {address}: {message}")]
+    Save { address: String, message: String },
+    #[error("cannot write a temp file in {dir}: {message}")]
+    TempFile { dir: String, message: String },
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, EngineError> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start an async runtime: {e}"))
+        .map_err(|e| EngineError::Runtime(e.to_string()))
 }
 
 /// Connect and agree on an API version; the error says what to do about it.
-pub fn probe(input: &EngineInput) -> Result<String, String> {
+pub fn probe(input: &EngineInput) -> Result<String, EngineError> {
     let address = input.address();
     runtime()?.block_on(async { connect(&address).await.map(|(_, v)| v) })
 }
 
 /// List, inspect and export the engine's images (matching the filters).
-pub fn export(input: &EngineInput, temp_dir: &Path) -> Result<Exported, String> {
+pub fn export(input: &EngineInput, temp_dir: &Path) -> Result<Exported, EngineError> {
     let address = input.address();
     runtime()?.block_on(export_async(input, &address, temp_dir))
 }
 
-async fn connect(address: &str) -> Result<(Docker, String), String> {
+async fn connect(address: &str) -> Result<(Docker, String), EngineError> {
     let docker = Docker::connect_with_host(address).map_err(|e| explain_connect(address, &e))?;
     // what the server speaks, before negotiating down to it
     let version = docker
@@ -76,10 +101,10 @@ async fn connect(address: &str) -> Result<(Docker, String), String> {
         .map_err(|e| explain_connect(address, &e))?;
     let server_api = version.api_version.clone().unwrap_or_default();
     if parse_api(&server_api).is_none_or(|v| v < MIN_API) {
-        return Err(format!(
-            "the Docker engine at {address} speaks Engine API {server_api:?}; unsprawl needs {}.{} or newer (Docker 1.13+)",
-            MIN_API.0, MIN_API.1
-        ));
+        return Err(EngineError::TooOld {
+            address: address.to_string(),
+            server_api,
+        });
     }
     let docker = docker
         .negotiate_version()
@@ -89,10 +114,10 @@ async fn connect(address: &str) -> Result<(Docker, String), String> {
     Ok((docker, api))
 }
 
-fn explain_connect(address: &str, e: &bollard::errors::Error) -> String {
+fn explain_connect(address: &str, e: &bollard::errors::Error) -> EngineError {
     let text = e.to_string();
     let lower = format!("{text} {e:?}").to_lowercase();
-    if lower.contains("permission denied") {
+    EngineError::Connect(if lower.contains("permission denied") {
         format!(
             "permission denied on the Docker socket {address}: run as a member of the `docker` group, or as root"
         )
@@ -109,7 +134,7 @@ fn explain_connect(address: &str, e: &bollard::errors::Error) -> String {
         )
     } else {
         format!("the Docker engine at {address} did not answer: {text}")
-    }
+    })
 }
 
 fn parse_api(v: &str) -> Option<(u32, u32)> {
@@ -121,14 +146,14 @@ async fn export_async(
     input: &EngineInput,
     address: &str,
     temp_dir: &Path,
-) -> Result<Exported, String> {
+) -> Result<Exported, EngineError> {
     let (docker, api_version) = connect(address).await?;
 
     let mut filters: HashMap<String, Vec<String>> = HashMap::new();
     for f in &input.filters {
         let (k, v) = f
             .split_once('=')
-            .ok_or_else(|| format!("--filter {f}: expected KEY=VALUE, e.g. reference=team/*"))?;
+            .ok_or_else(|| EngineError::Filter(f.clone()))?;
         filters
             .entry(k.to_string())
             .or_default()
@@ -139,7 +164,10 @@ async fn export_async(
             ListImagesOptionsBuilder::new().filters(&filters).build(),
         ))
         .await
-        .map_err(|e| format!("listing images of {address}: {e}"))?;
+        .map_err(|e| EngineError::List {
+            address: address.to_string(),
+            message: e.to_string(),
+        })?;
 
     let mut problems = vec![];
     let mut names: BTreeSet<String> = BTreeSet::new();
@@ -167,11 +195,14 @@ async fn export_async(
         }
     }
 
-    let file = crate::scan::scratch::file(temp_dir, "engine")
-        .map_err(|e| format!("cannot create a temp file in {}: {e}", temp_dir.display()))?;
+    let temp_error = |e: &dyn std::fmt::Display| EngineError::TempFile {
+        dir: temp_dir.display().to_string(),
+        message: e.to_string(),
+    };
+    let file = crate::scan::scratch::file(temp_dir, "engine").map_err(|e| temp_error(&e))?;
     if names.is_empty() {
         // an empty but valid docker save archive: the scan finds no images
-        let mut b = tar::Builder::new(file.reopen().map_err(|e| e.to_string())?);
+        let mut b = tar::Builder::new(file.reopen().map_err(|e| temp_error(&e))?);
         let body = b"[]";
         let mut h = tar::Header::new_gnu();
         h.set_size(body.len() as u64);
@@ -179,7 +210,7 @@ async fn export_async(
         h.set_cksum();
         b.append_data(&mut h, "manifest.json", &body[..])
             .and_then(|_| b.finish())
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| temp_error(&e))?;
         return Ok(Exported {
             file,
             images: 0,
@@ -206,13 +237,18 @@ async fn export_async(
                     }
                 }
                 names = still;
-                file.as_file().set_len(0).map_err(|e| e.to_string())?;
+                file.as_file().set_len(0).map_err(|e| temp_error(&e))?;
                 use std::io::Seek;
                 file.as_file()
                     .seek(std::io::SeekFrom::Start(0))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| temp_error(&e))?;
             }
-            Err(e) => return Err(format!("saving images from {address}: {e}")),
+            Err(e) => {
+                return Err(EngineError::Save {
+                    address: address.to_string(),
+                    message: e,
+                });
+            }
         }
     }
     Ok(Exported {
@@ -258,7 +294,7 @@ mod tests {
             host: Some(format!("unix://{}", sock.display())),
             filters: vec![],
         };
-        let e = export(&i, tmp.path()).err().unwrap();
+        let e = export(&i, tmp.path()).err().unwrap().to_string();
         assert!(e.contains("is dockerd running?"), "{e}");
         assert!(e.contains("nothing.sock"), "{e}");
     }
