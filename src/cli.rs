@@ -662,12 +662,10 @@ fn hint(message: &str) -> &'static str {
         || m.contains("wrong version number")
     {
         " (hint: is it a plain-HTTP registry? pass --plain-http)"
-    } else if m.contains("unknownissuer")
-        || m.contains("unknown issuer")
-        || m.contains("invalid peer certificate")
-        || m.contains("certificate verify failed")
-    {
+    } else if m.contains("unknownissuer") || m.contains("unknown issuer") {
         " (hint: this machine does not trust the CA that signed the registry's certificate: pass --ca-file CA.pem, or --insecure to skip verification)"
+    } else if m.contains("invalid peer certificate") {
+        " (hint: the registry's certificate is not valid for it (expired, or issued for another name): fix the certificate, or pass --insecure to skip verification)"
     } else if m.contains("connection refused")
         || m.contains("cannot reach")
         || m.contains("dns error")

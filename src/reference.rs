@@ -67,13 +67,15 @@ impl ImageRef {
             let parts = Parts::of(text);
             let path = parts.name.split_once('/').map_or("", |(_, p)| p);
             let reason = match reason {
-                ParseError::ReferenceInvalidFormat if parts.digest.is_some() => {
-                    ParseError::DigestInvalidFormat
-                }
                 ParseError::ReferenceInvalidFormat
                     if path.bytes().any(|b| b.is_ascii_uppercase()) =>
                 {
                     ParseError::NameContainsUppercase
+                }
+                ParseError::ReferenceInvalidFormat
+                    if parts.digest.is_some_and(|d| !is_digest(d)) =>
+                {
+                    ParseError::DigestInvalidFormat
                 }
                 r => r,
             };
@@ -175,6 +177,28 @@ impl<'a> Parts<'a> {
     }
 }
 
+/// `sha256:` and 64 hex digits (or the other algorithms' lengths), as a digest is written.
+fn is_digest(d: &str) -> bool {
+    match d.split_once(':') {
+        Some(("sha256", h)) => h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+        Some(("sha384", h)) => h.len() == 96 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+        Some(("sha512", h)) => h.len() == 128 && h.bytes().all(|b| b.is_ascii_hexdigit()),
+        _ => false,
+    }
+}
+
+/// Whether the text after an `@` is written like a digest: `algorithm:` and at least 32
+/// hex digits (the grammar's form), or a known algorithm with hex of the wrong length.
+fn looks_like_digest(after: &str) -> bool {
+    after.split_once(':').is_some_and(|(algo, hex)| {
+        let known = matches!(algo, "sha256" | "sha384" | "sha512");
+        !algo.is_empty()
+            && algo.bytes().all(|b| b.is_ascii_alphanumeric())
+            && (hex.len() >= 32 || (known && !hex.is_empty()))
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    })
+}
+
 /// What one `scan registry` argument names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryTarget {
@@ -197,8 +221,11 @@ impl RegistryTarget {
         };
         let t = rest.trim_end_matches('/');
         // `user:password@host` would carry a secret into logs and documents: refuse it,
-        // naming only the host
-        if let Some((_, host)) = t.split('/').next().and_then(|h| h.rsplit_once('@')) {
+        // naming only the host. A password may hold `/`, so any `@` that does not start a
+        // digest is taken for credentials, before anything echoes the argument.
+        if let Some(at) = t.find('@').filter(|&i| !looks_like_digest(&t[i + 1..])) {
+            let after = &t[at + 1..];
+            let host = after.split('/').next().unwrap_or(after);
             return Err(ReferenceError::Credentials {
                 host: host.to_string(),
             });
@@ -293,13 +320,25 @@ mod tests {
             e.contains("index.docker.io/library/python:3.11-slim"),
             "{e}"
         );
-        let e = RegistryTarget::parse("u:hunter2@h.io/x")
+        for arg in [
+            "u:hunter2@h.io/x",
+            "ci:s3cr/et@registry.example.com/team/app",
+            "u:12/34@h.io",
+            "u:pw@localhost:5000",
+        ] {
+            let e = RegistryTarget::parse(arg).unwrap_err().to_string();
+            assert!(e.contains("--password-stdin"), "{arg}: {e}");
+            assert!(
+                !["hunter2", "s3cr", "12/34", "pw@"]
+                    .iter()
+                    .any(|p| e.contains(p)),
+                "{e}"
+            );
+        }
+        let e = RegistryTarget::parse(&format!("h.io/Team/App@{D}"))
             .unwrap_err()
             .to_string();
-        assert!(
-            e.contains("--password-stdin") && !e.contains("hunter2"),
-            "{e}"
-        );
+        assert!(e.contains("lowercase") && !e.contains("64 hex"), "{e}");
         let e = RegistryTarget::parse("h.io/Team/App:1")
             .unwrap_err()
             .to_string();

@@ -65,8 +65,9 @@ pub enum GitError {
     Undecided { root: String, commit: String },
     #[error("HEAD of {root} has several tags ({tags}): pass --ref-from tag=NAME")]
     SeveralTags { root: String, tags: String },
-    #[error("cannot read {what}: {message}")]
-    Read { what: String, message: String },
+    /// A commit, tree or file that could not be read (the text says which).
+    #[error("{0}")]
+    Read(String),
 }
 
 /// `--ref-from`: the rule over the environment, or an explicit branch or tag.
@@ -216,11 +217,8 @@ impl Checkout {
 
     /// Every path of `commit` (decoded once per commit).
     fn paths(&self, commit: &str) -> Result<std::rc::Rc<PathMap>, GitError> {
-        let read = |what: &str, e: &dyn std::fmt::Display| GitError::Read {
-            what: format!("{what} {commit}"),
-            message: e.to_string(),
-        };
-        let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| read("commit id", &e))?;
+        let id = gix::ObjectId::from_hex(commit.as_bytes())
+            .map_err(|e| GitError::Read(format!("bad commit id {commit}: {e}")))?;
         if let Some(m) = self.paths.borrow().get(&id) {
             return Ok(m.clone());
         }
@@ -228,18 +226,17 @@ impl Checkout {
             .repo
             .find_commit(id)
             .and_then(|c| c.tree_id())
-            .map_err(|e| read("commit", &e))?
+            .map_err(|e| GitError::Read(format!("cannot read commit {commit}: {e}")))?
             .detach();
         let mut map = PathMap::new();
         let mut stack = vec![(String::new(), root)];
         while let Some((prefix, tree_id)) = stack.pop() {
-            let tree = self
-                .repo
-                .find_tree(tree_id)
-                .map_err(|e| read("a tree of commit", &e))?;
-            let decoded = tree
-                .decode()
-                .map_err(|e| read("(to decode) a tree of commit", &e))?;
+            let tree = self.repo.find_tree(tree_id).map_err(|e| {
+                GitError::Read(format!("cannot read a tree of commit {commit}: {e}"))
+            })?;
+            let decoded = tree.decode().map_err(|e| {
+                GitError::Read(format!("cannot decode a tree of commit {commit}: {e}"))
+            })?;
             for e in &decoded.entries {
                 let path = format!("{prefix}{}", e.filename);
                 let oid = e.oid.to_owned();
@@ -265,10 +262,10 @@ impl Checkout {
         let Some(&(id, true)) = self.paths(commit)?.get(path) else {
             return Ok(None);
         };
-        let obj = self.repo.find_object(id).map_err(|e| GitError::Read {
-            what: format!("{path} at {commit}"),
-            message: e.to_string(),
-        })?;
+        let obj = self
+            .repo
+            .find_object(id)
+            .map_err(|e| GitError::Read(format!("cannot read {path} at {commit}: {e}")))?;
         Ok(Some(obj.detach().data))
     }
 }

@@ -353,6 +353,10 @@ mod tests {
             "2023-01-01 08:11 UTC"
         );
         assert_eq!(readable_date(Some("last tuesday")), "last tuesday");
+        assert_eq!(
+            readable_date(Some("0001-01-01T00:00:00Z")),
+            "0001-01-01T00:00:00Z"
+        );
         assert_eq!(readable_date(None), "");
     }
 

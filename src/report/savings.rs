@@ -50,8 +50,10 @@ pub struct Savings {
     pub estimated_images: usize,
     /// The compression ratio (stored / uncompressed) used for estimates.
     pub compression_ratio: f64,
-    /// What estimates could not size (a wheel from a package index that no scanned image
-    /// has): left out of `stored_bytes_after`.
+    /// What estimates could not size, left out of `stored_bytes_after` (so the savings
+    /// are an upper bound): a base image neither scanned nor shared by the members'
+    /// images (`base NAME`), pinned distributions without RECORD sizes, a wheel from a
+    /// package index that no scanned image has.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_sized: Vec<String>,
     /// `before − after`; negative when the runtime images would store more.
@@ -106,9 +108,15 @@ pub fn compute(
             continue;
         }
         estimated += 1;
-        for (digest, bytes) in base_layers(rt, &by_ref, &by_id, &inv.images) {
+        let base = base_layers(rt, &by_ref, &by_id, &inv.images);
+        if base.is_empty() {
+            not_sized.insert(format!("base {}", rt.base_image));
+        }
+        for (digest, bytes) in base {
             shared.insert(digest, bytes);
         }
+        // pinned distributions no RECORD sizes: not in `estimated_bytes`
+        not_sized.extend(rt.unknown_size.iter().cloned());
         let mut raw = rt.estimated_bytes;
         for a in rt.additions.iter().filter(|a| a.kind == DISTRIBUTION) {
             let v = a.version.as_deref().unwrap_or("");
