@@ -10,6 +10,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The layer analyser's version, recorded in every inventory it made. Bump when any
+/// analyser changes what it extracts: it invalidates every cache entry.
+pub const ANALYSER_VERSION: u32 = 4;
+
 pub use crate::provenance::{Generator, Input};
 
 /// The `schema` value this version writes and reads.
@@ -293,7 +297,7 @@ impl Inventory {
         Inventory {
             schema: SCHEMA.into(),
             generator: Generator {
-                analyser_version: Some(crate::scan::ANALYSER_VERSION),
+                analyser_version: Some(ANALYSER_VERSION),
                 ..Generator::this()
             },
             inputs: Vec::new(),

@@ -324,7 +324,7 @@ fn repository_in<'a>(reference: &'a str, host: &str) -> &'a str {
 fn describe(e: &oci_client::errors::OciDistributionError) -> String {
     use oci_client::errors::OciDistributionError as E;
     match e {
-        E::RequestError(r) => crate::scan::source::registry::http::without_url(r),
+        E::RequestError(r) => crate::net::without_url(r),
         E::ServerError { code, message, .. } => format!(
             "HTTP {code}: {}",
             message.chars().take(200).collect::<String>()

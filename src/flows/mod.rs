@@ -580,8 +580,7 @@ fn parity(
 
 /// The normalized name a `Requires-Dist` line needs, unless only an extra asks for it.
 fn required_name(line: &str) -> Option<String> {
-    use std::str::FromStr;
-    match pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(line) {
+    match crate::dist_name::requirement(line) {
         Ok(r) => {
             let marker = r.marker.try_to_string().unwrap_or_default();
             (!marker.contains("extra")).then(|| normalize_name(r.name.as_ref()))

@@ -37,11 +37,9 @@ pub async fn call(
         tries += 1;
         let (hint, last) = match build().send().await {
             Err(e) => match Transient::error(&e) {
-                Some(_) => (None, crate::scan::source::registry::http::without_url(&e)),
+                Some(_) => (None, without_url(&e)),
                 None => {
-                    return Err(CallError::Failed(
-                        crate::scan::source::registry::http::without_url(&e),
-                    ));
+                    return Err(CallError::Failed(without_url(&e)));
                 }
             },
             Ok(res) => {
@@ -54,13 +52,7 @@ pub async fn call(
                 } else {
                     match res.text().await {
                         Ok(text) => return Ok((status, text)),
-                        Err(e) => (
-                            None,
-                            format!(
-                                "the response broke off: {}",
-                                crate::scan::source::registry::http::without_url(&e)
-                            ),
-                        ),
+                        Err(e) => (None, format!("the response broke off: {}", without_url(&e))),
                     }
                 }
             }
@@ -77,4 +69,25 @@ pub async fn call(
             None => return Err(CallError::GaveUp { tries, last }),
         }
     }
+}
+
+/// A reqwest error's reason without the URL it prints (the caller names the URL once).
+pub fn without_url(e: &reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "connection failed"
+    } else if e.is_body() || e.is_decode() {
+        "the response broke off"
+    } else {
+        "request failed"
+    };
+    let mut msg = kind.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
 }

@@ -206,7 +206,7 @@ impl<'a> Index<'a> {
 fn unmet(requires: &[String], pins: &[DistPin]) -> Option<String> {
     let mut missing = vec![];
     for line in requires {
-        let Ok(r) = pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(line) else {
+        let Ok(r) = crate::dist_name::requirement(line) else {
             continue;
         };
         if r.marker

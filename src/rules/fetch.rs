@@ -145,7 +145,7 @@ fn check_distribution(table: &str, d: &FetchDistribution) -> Result<(), String> 
             )
         })?;
         for r in &w.requires {
-            pep508_rs::Requirement::<pep508_rs::VerbatimUrl>::from_str(r).map_err(|e| {
+            crate::dist_name::requirement(r).map_err(|e| {
                 format!(
                     "{at}: wheel {} requires {r:?} is not a PEP 508 requirement: {e}",
                     w.file

@@ -250,26 +250,8 @@ pub(crate) fn normalize(raw: &[u8]) -> Result<String, LayerError> {
     Ok(parts.join("/"))
 }
 
-/// Resolve a symlink target against the directory holding the link.
-pub fn resolve_link(link_path: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        let parent = link_path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-        parent.split('/').filter(|p| !p.is_empty()).collect()
-    };
-    for p in target.split('/') {
-        match p {
-            "" | "." => {}
-            // `..` at the root stays at the root, as the kernel does
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/")).filter(|p| !p.is_empty())
-}
+/// Symlink targets resolve as the kernel resolves them (kept here for its callers).
+pub use super::paths::resolve_link;
 
 /// A reader that hashes (optionally) and counts what passes through it.
 struct Hashing<R> {

@@ -10,6 +10,7 @@
 pub mod analyze;
 pub mod cache;
 pub mod layer;
+pub mod paths;
 pub mod progress;
 pub mod scratch;
 pub mod source;
@@ -30,8 +31,8 @@ use cache::LayerCache;
 use layer::{Expected, LayerFacts, Limits};
 use source::{BlobStore, FoundImage, read_small, sha256_digest};
 
-/// Bump when any analyser changes what it extracts: it invalidates every cache entry.
-pub const ANALYSER_VERSION: u32 = 4;
+/// The layer analyser's version (see [`crate::inventory::ANALYSER_VERSION`]).
+pub use crate::inventory::ANALYSER_VERSION;
 
 /// One input named on the command line.
 #[derive(Debug, Clone)]

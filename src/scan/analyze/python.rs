@@ -185,7 +185,7 @@ pub fn parse_installed_files(path: &str, text: &str) -> RecordSummary {
     let mut files = vec![];
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         // resolve against `<site>/<egg dir>/`, then drop the `<site>/` again
-        let Some(rel) = crate::scan::layer::resolve_link(&format!("site/{egg_dir}/x"), line) else {
+        let Some(rel) = crate::scan::paths::resolve_link(&format!("site/{egg_dir}/x"), line) else {
             continue;
         };
         let Some(rel) = rel.strip_prefix("site/") else {

@@ -202,7 +202,7 @@ impl Http {
                         &mut attempt,
                         Transient::Connection,
                         None,
-                        without_url(&e),
+                        crate::net::without_url(&e),
                         &url,
                     )
                     .await?
@@ -250,13 +250,14 @@ impl Http {
                 Ok(res) => res,
                 Err(e) => match Transient::error(&e) {
                     Some(t) => {
-                        self.again(attempt, t, None, without_url(&e), url).await?;
+                        self.again(attempt, t, None, crate::net::without_url(&e), url)
+                            .await?;
                         continue;
                     }
                     None => {
                         return Err(HttpError::Unreachable {
                             url: url.to_string(),
-                            message: without_url(&e),
+                            message: crate::net::without_url(&e),
                         });
                     }
                 },
@@ -520,27 +521,6 @@ pub fn next_link(headers: &HeaderMap) -> Option<String> {
             let end = part.find('>')?;
             (start <= end).then(|| part[start..end].to_string())
         })
-}
-
-/// A reqwest error's reason without the URL it prints (the caller names the URL once).
-pub fn without_url(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the response broke off"
-    } else {
-        "request failed"
-    };
-    let mut msg = kind.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
-        src = s.source();
-    }
-    msg
 }
 
 fn short_detail(body: &str) -> String {
