@@ -350,12 +350,6 @@ impl PartialEq<&str> for System {
     }
 }
 
-impl PartialEq<str> for System {
-    fn eq(&self, other: &str) -> bool {
-        self.as_str() == other
-    }
-}
-
 /// One flow registration: a Prefect 1 flow version or a Prefect 2/3 deployment.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Flow {
